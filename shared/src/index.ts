@@ -1,0 +1,7 @@
+// @pangea/shared: the wire (schema, codec) shared by browser, Node and edge.
+export * from "./wire/codec.ts";
+export type { DecodeLimits } from "./wire/frame-reader.ts";
+export { defaultDecodeLimits } from "./wire/frame-reader.ts";
+export * from "./wire/messages.ts";
+export { fp16ToFp32, fp32ToFp16, fp32ToInt8, int8ToFp32 } from "./wire/quantize.ts";
+export { WireError, type WireErrorCode } from "./wire/wire-error.ts";

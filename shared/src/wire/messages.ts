@@ -1,0 +1,163 @@
+// The protocol's messages as TypeScript sees them. Names follow shared/schema/pangea.capnp; the
+// codec (codec.ts) maps between these and frames. UInt64 fields are numbers below 2^53.
+import { enums } from "../gen/layout.ts";
+
+export type DataType = (typeof enums.DataType)[number];
+export type Encoding = (typeof enums.Encoding)[number];
+export type UpdateKind = (typeof enums.UpdateKind)[number];
+export type MessageType = (typeof enums.MessageType)[number];
+export type ErrorCode = (typeof enums.ErrorCode)[number];
+export type Activation = (typeof enums.Activation)[number];
+export type Loss = (typeof enums.Loss)[number];
+export type Strategy = (typeof enums.Strategy)[number];
+export type LocalOptimizer = (typeof enums.LocalOptimizer)[number];
+
+export type TensorData = Float32Array | Int32Array | Uint8Array | Uint16Array | Int8Array;
+
+/**
+ * A tensor. To encode: float32 data as Float32Array, float16 as Uint16Array (raw bits), int8 as
+ * Int8Array with `scale`, int32 as Int32Array, uint8 as Uint8Array. Decoded float16 and int8
+ * tensors come back as float32 (`dtype: "float32"`), with the wire's dtype in `wire`.
+ */
+export interface Tensor {
+  shape: number[];
+  dtype: DataType;
+  data: TensorData;
+  /** int8 only: value = q * scale. */
+  scale?: number;
+  /** The parameter's name in the model's layout, when it has one. */
+  name?: string;
+  /** Set by the decoder when the wire carried a compact dtype that was expanded to float32. */
+  wire?: DataType;
+}
+
+export interface TrainingBatch {
+  batchId: string;
+  samples: Tensor;
+  labels: Tensor;
+  metadata?: Record<string, string>;
+  epoch?: number;
+  index?: number;
+}
+
+export interface GradientUpdate {
+  gradientId: string;
+  /** One tensor per parameter, in the model's order. Encoded as `encoding` says (fp32 data in). */
+  gradients: Tensor[];
+  loss: number;
+  timestamp: number;
+  nodeId: string;
+  batchId: string;
+  leaseId: number;
+  baseVersion: number;
+  sampleCount: number;
+  encoding: Encoding;
+  kind: UpdateKind;
+  correct?: number;
+  innerSteps?: number;
+}
+
+export interface ClientInfo {
+  kind: string;
+  adapter: string;
+  softwareFallback: boolean;
+  userAgent: string;
+}
+
+export type Layer =
+  | { kind: "dense"; inputs: number; outputs: number; activation: Activation }
+  | { kind: "flatten" };
+
+export interface ModelSpec {
+  name: string;
+  inputShape: number[];
+  layers: Layer[];
+  loss: Loss;
+  seed: number;
+}
+
+export interface TrainingConfig {
+  strategy: Strategy;
+  batchSize: number;
+  innerSteps: number;
+  localOptimizer: LocalOptimizer;
+  learningRate: number;
+  momentum: number;
+  weightDecay: number;
+  updateEncoding: Encoding;
+}
+
+export type Payload =
+  | { type: "raw"; messageType: "request" | "response"; bytes: Uint8Array }
+  | {
+      type: "join";
+      runId: string;
+      sessionToken: string;
+      client: ClientInfo;
+      encodings: Encoding[];
+      protocolVersion: number;
+    }
+  | {
+      type: "welcome";
+      runId: string;
+      sessionId: string;
+      sessionToken: string;
+      model: ModelSpec;
+      version: number;
+      parameters: Tensor[];
+      training: TrainingConfig;
+      heartbeatMs: number;
+      maxFrameBytes: number;
+    }
+  | { type: "leaseRequest"; maxBatches: number }
+  | {
+      type: "lease";
+      leaseId: number;
+      batch: TrainingBatch;
+      baseVersion: number;
+      deadline: number;
+      innerSteps: number;
+    }
+  | ({ type: "gradientUpdate" } & GradientUpdate)
+  | {
+      type: "parameters";
+      version: number;
+      /** Absent: the tensors are the parameters. Set: they are params(version) - params(deltaFrom). */
+      deltaFrom?: number;
+      tensors: Tensor[];
+    }
+  | { type: "ack"; ref: string; leaseId: number; version: number }
+  | { type: "error"; code: ErrorCode; message: string; ref: string; retryAfterMs: number }
+  | { type: "heartbeat"; sentAt: number; samplesPerSecond: number }
+  | { type: "signal"; payload: Uint8Array }
+  | { type: "leave"; reason: string }
+  | ({ type: "trainingBatch" } & TrainingBatch);
+
+export type PayloadType = Payload["type"];
+
+export interface WireMessage<P extends Payload = Payload> {
+  messageId: string;
+  /** A session id, or "coordinator". */
+  sender: string;
+  /** A session id, "coordinator", or "" for a broadcast. */
+  recipient: string;
+  /** Milliseconds since the Unix epoch. */
+  timestamp: number;
+  payload: P;
+}
+
+/** The MessageType each payload travels under (raw carries its own: request or response). */
+export const messageTypeOf: Record<Exclude<PayloadType, "raw">, MessageType> = {
+  join: "join",
+  welcome: "welcome",
+  leaseRequest: "request",
+  lease: "lease",
+  gradientUpdate: "gradientSync",
+  parameters: "parameters",
+  ack: "ack",
+  error: "error",
+  heartbeat: "heartbeat",
+  signal: "signal",
+  leave: "leave",
+  trainingBatch: "response",
+};
