@@ -266,7 +266,7 @@ function writeTensors(
   encoding: Encoding,
 ): void {
   const slots = w.structs(s, index, structs.Tensor, tensors.length);
-  tensors.forEach((t, i) => writeTensor(w, slots[i]!, t, encoding));
+  for (const [i, t] of tensors.entries()) writeTensor(w, slots[i]!, t, encoding);
 }
 
 /** Writes a tensor; float32 data is converted to fp16 or int8 when `encoding` asks for it. */

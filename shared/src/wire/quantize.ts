@@ -37,7 +37,8 @@ let halfTable: Float32Array | undefined;
 
 /** fp16 bits → fp32, through a 65,536-entry table built on first use. */
 export function fp16ToFp32(src: Uint16Array, dst: Float32Array): void {
-  const table = (halfTable ??= buildHalfTable());
+  halfTable ??= buildHalfTable();
+  const table = halfTable;
   for (let i = 0; i < src.length; i++) dst[i] = table[src[i]!]!;
 }
 
