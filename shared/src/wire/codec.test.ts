@@ -210,8 +210,8 @@ function rawFrame(segmentWords: number[], words: bigint[]): Uint8Array {
   const out = new Uint8Array(tableBytes + words.length * 8);
   const dv = new DataView(out.buffer);
   dv.setUint32(0, segmentWords.length - 1, true);
-  segmentWords.forEach((w, i) => dv.setUint32(4 + 4 * i, w, true));
-  words.forEach((w, i) => dv.setBigUint64(tableBytes + 8 * i, w, true));
+  for (const [i, w] of segmentWords.entries()) dv.setUint32(4 + 4 * i, w, true);
+  for (const [i, w] of words.entries()) dv.setBigUint64(tableBytes + 8 * i, w, true);
   return out;
 }
 const structPtr = (offset: number, dataWords: number, ptrs: number) =>
