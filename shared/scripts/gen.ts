@@ -22,6 +22,7 @@ export async function generate(
 ): Promise<Map<string, string>> {
   const request = execFileSync(capnpBinary, ["compile", "-o-", schemaPath], {
     cwd: sharedRoot,
+    env: { ...process.env, PWD: sharedRoot },
     maxBuffer: 64 * 1024 * 1024,
   });
   const out = new Map<string, string>();

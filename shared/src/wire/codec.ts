@@ -375,8 +375,8 @@ export function decodeMessage(
   } catch (error) {
     if (error instanceof WireError) return { ok: false, error };
     // Every check above should have caught a bad frame first; if one did not, the frame is
-    // still refused (never the process), and the fuzz test looks for this message.
-    return { ok: false, error: new WireError("message", `undecodable frame: ${String(error)}`) };
+    // still refused (never the process), and the fuzz test fails on this code.
+    return { ok: false, error: new WireError("unchecked", `undecodable frame: ${String(error)}`) };
   }
 }
 

@@ -12,7 +12,8 @@ export type WireErrorCode =
   | "enum" // an enumerant this build does not know
   | "integer" // a UInt64 at or above 2^53 (JavaScript would read it inexactly)
   | "message" // the payload's variant disagrees with messageType, or is unknown
-  | "encode"; // a message that cannot be encoded (ours to fix, not the peer's)
+  | "encode" // a message that cannot be encoded (ours to fix, not the peer's)
+  | "unchecked"; // a fault no explicit check caught: a bug in the codec (the fuzz test hunts these)
 
 /** A refused frame: `code` for programs, `message` for people. */
 export class WireError extends Error {
