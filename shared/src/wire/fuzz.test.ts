@@ -14,9 +14,10 @@ describe("decoder fuzzing", () => {
     const int = (n: number) => Math.floor(rand() * n);
     const valid = [
       ...sampleMessages().map(encodeMessage),
-      encodeMessage({
-        ...sampleMessages()[5]!,
-        payload: { ...(sampleMessages()[5]!.payload as never), encoding: "int8" },
+      ...(["fp16", "int8"] as const).map((encoding) => {
+        const update = sampleMessages().find((m) => m.payload.type === "gradientUpdate")!;
+        const payload = { ...update.payload, encoding } as typeof update.payload;
+        return encodeMessage({ ...update, payload });
       }),
       encodeMessage({
         messageId: "big",
@@ -92,9 +93,12 @@ describe("decoder fuzzing", () => {
           dv.setUint32(12 + w * 8, hi, true);
         }
         // A chain: each struct's only pointer points at the next word (nesting as deep as the frame).
-        if (rand() < 0.3)
-          for (let w = 0; w < words; w++)
-            dv.setUint32(12 + w * 8, 1 << 16, true), dv.setUint32(8 + w * 8, 0, true);
+        if (rand() < 0.3) {
+          for (let w = 0; w < words; w++) {
+            dv.setUint32(8 + w * 8, 0, true);
+            dv.setUint32(12 + w * 8, 1 << 16, true);
+          }
+        }
         return f;
       },
       longLists: () => {

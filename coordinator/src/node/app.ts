@@ -1,0 +1,91 @@
+// The coordinator's HTTP surface as it stands today: the wire exists, runs do not yet. It serves
+// a plain page, a health check, the schema, and a frame inspector that decodes a posted Cap'n
+// Proto frame with the same codec the WebSocket will use, answering its typed refusal as JSON.
+import { readFileSync } from "node:fs";
+import { decodeMessage, defaultDecodeLimits, type Tensor } from "@pangea/shared";
+import { Hono } from "hono";
+import { bodyLimit } from "hono/body-limit";
+
+const schemaText = readFileSync(
+  new URL("../../../shared/schema/pangea.capnp", import.meta.url),
+  "utf8",
+);
+
+/** A tensor as JSON: its shape and a few values, never megabytes of numbers. */
+function summarize(t: Tensor) {
+  return {
+    name: t.name,
+    shape: t.shape,
+    dtype: t.dtype,
+    wire: t.wire ?? t.dtype,
+    scale: t.scale,
+    head: Array.from(t.data.subarray(0, 8)),
+  };
+}
+
+function toJson(value: unknown): unknown {
+  if (value instanceof Uint8Array) return { bytes: value.byteLength };
+  if (Array.isArray(value)) return value.map(toJson);
+  if (value && typeof value === "object") {
+    if ("shape" in value && "data" in value) return summarize(value as Tensor);
+    return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, toJson(v)]));
+  }
+  return value;
+}
+
+export function createApp(startedAt = Date.now()) {
+  const app = new Hono();
+
+  app.get("/health", (c) =>
+    c.json({
+      ok: true,
+      uptimeSeconds: Math.round((Date.now() - startedAt) / 1000),
+      wire: "pangea.capnp",
+    }),
+  );
+
+  app.get("/schema/pangea.capnp", (c) => c.text(schemaText));
+
+  app.post(
+    "/api/wire/decode",
+    bodyLimit({
+      maxSize: defaultDecodeLimits.maxFrameBytes,
+      onError: (c) =>
+        c.json(
+          { ok: false, error: { code: "frame-too-large", message: "frame over 64 MiB" } },
+          413,
+        ),
+    }),
+    async (c) => {
+      const frame = new Uint8Array(await c.req.arrayBuffer());
+      const result = decodeMessage(frame);
+      if (!result.ok) {
+        return c.json(
+          { ok: false, error: { code: result.error.code, message: result.error.message } },
+          400,
+        );
+      }
+      return c.json({ ok: true, bytes: frame.byteLength, message: toJson(result.message) });
+    },
+  );
+
+  app.get("/", (c) =>
+    c.html(`<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>Pangea</title>
+<style>body{font:16px/1.5 system-ui,sans-serif;max-width:42rem;margin:3rem auto;padding:0 1rem;color:#222}code{background:#f3f3f3;padding:0 .25rem}</style>
+</head><body>
+<h1>Pangea</h1>
+<p>A volunteer compute network for training neural networks: open the contributor page, and your
+browser tab's GPU helps train a shared model.</p>
+<p>This coordinator is at an early stage: the wire protocol is in place; training runs, the
+contributor page and the dashboard come next.</p>
+<ul>
+<li><a href="/health">/health</a> — is the coordinator up</li>
+<li><a href="/schema/pangea.capnp">/schema/pangea.capnp</a> — the wire protocol</li>
+<li><code>POST /api/wire/decode</code> — decode a Cap'n Proto frame and see what it says</li>
+</ul>
+</body></html>`),
+  );
+
+  return app;
+}

@@ -1,0 +1,2 @@
+// Test helpers for other packages: sample messages of every kind, seeded random data.
+export { randomFloats, sampleMessages, samplePayloads, seededRandom } from "./wire/fixtures.ts";
