@@ -360,17 +360,21 @@ function estimateBytes(payload: Payload): number {
 // Decoding
 // ---------------------------------------------------------------------------------------------
 
+const noLimits: Partial<DecodeLimits> = Object.freeze({});
+
 /**
  * Decodes one frame. Never throws: any frame that fails a check (size, segment table, pointers,
  * traversal, nesting, text, enums, tensor sizes) comes back as `{ ok: false, error }`.
  */
 export function decodeMessage(
   frame: Uint8Array | ArrayBuffer,
-  limits: Partial<DecodeLimits> = {},
+  limits: Partial<DecodeLimits> = noLimits,
 ): DecodeResult {
   const bytes = frame instanceof Uint8Array ? frame : new Uint8Array(frame);
   try {
-    const reader = new FrameReader(bytes, { ...defaultDecodeLimits, ...limits });
+    const merged =
+      limits === noLimits ? defaultDecodeLimits : { ...defaultDecodeLimits, ...limits };
+    const reader = new FrameReader(bytes, merged);
     return { ok: true, message: readMessage(reader) };
   } catch (error) {
     if (error instanceof WireError) return { ok: false, error };
@@ -380,13 +384,18 @@ export function decodeMessage(
   }
 }
 
+const variantByDiscriminant: PayloadType[] = [];
+for (const [name, field] of Object.entries(structs["Message.payload"].fields)) {
+  variantByDiscriminant[field.when] = name as PayloadType;
+}
+
 function readMessage(r: FrameReader): WireMessage {
   const M = structs.Message;
   const root = r.root();
   const messageType = enumName(r, "MessageType", r.u16(root, M.fields.messageType.byte));
   const P = structs["Message.payload"];
   const which = r.u16(root, P.unionAt);
-  const variant = (Object.keys(P.fields) as PayloadType[]).find((k) => P.fields[k].when === which);
+  const variant = variantByDiscriminant[which];
   if (!variant) throw new WireError("message", `unknown payload variant ${which}`);
   const payload = readPayload(r, root, variant, messageType);
   const expected = payload.type === "raw" ? payload.messageType : messageTypeOf[payload.type];
@@ -661,23 +670,22 @@ function readTensor(r: FrameReader, s: StructView, what: string): Tensor {
     );
   }
   const name = r.text(s, F.name.ptr, `${what}.name`);
-  const tensor: Tensor = { shape, dtype, data: new Float32Array(0) };
-  if (name) tensor.name = name;
   const bytes = r.bytes;
+  let tensor: Tensor;
   switch (dtype) {
     case "float32":
-      tensor.data = view(bytes, data.offset, count, Float32Array);
+      tensor = { shape, dtype, data: view(bytes, data.offset, count, Float32Array) };
       break;
     case "int32":
-      tensor.data = view(bytes, data.offset, count, Int32Array);
+      tensor = { shape, dtype, data: view(bytes, data.offset, count, Int32Array) };
       break;
     case "uint8":
-      tensor.data = bytes.subarray(data.offset, data.offset + count);
+      tensor = { shape, dtype, data: bytes.subarray(data.offset, data.offset + count) };
       break;
     case "float16": {
       const out = new Float32Array(count);
       fp16ToFp32(view(bytes, data.offset, count, Uint16Array), out);
-      Object.assign(tensor, { dtype: "float32", data: out, wire: "float16" });
+      tensor = { shape, dtype: "float32", data: out, wire: "float16" };
       break;
     }
     case "int8": {
@@ -686,10 +694,11 @@ function readTensor(r: FrameReader, s: StructView, what: string): Tensor {
         throw new WireError("tensor", `${what}: the int8 scale is not finite`);
       const out = new Float32Array(count);
       int8ToFp32(new Int8Array(bytes.buffer, bytes.byteOffset + data.offset, count), scale, out);
-      Object.assign(tensor, { dtype: "float32", data: out, wire: "int8", scale });
+      tensor = { shape, dtype: "float32", data: out, wire: "int8", scale };
       break;
     }
   }
+  if (name) tensor.name = name;
   return tensor;
 }
 

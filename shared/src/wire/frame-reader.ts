@@ -189,8 +189,21 @@ export class FrameReader {
     if (list.count - 1 > this.limits.maxTextBytes) {
       throw new WireError("list-too-long", `${what} is ${list.count - 1} bytes long`);
     }
+    const start = list.start;
+    const end = start + list.count - 1;
+    // Most of our texts are short ASCII ids: build those directly, skipping the decoder's setup.
+    if (end - start <= 64) {
+      let ascii = "";
+      let i = start;
+      for (; i < end; i++) {
+        const b = this.bytes[i]!;
+        if (b >= 0x80) break;
+        ascii += String.fromCharCode(b);
+      }
+      if (i === end) return ascii;
+    }
     try {
-      return utf8.decode(this.bytes.subarray(list.start, list.start + list.count - 1));
+      return utf8.decode(this.bytes.subarray(start, end));
     } catch {
       throw new WireError("text", `${what} is not valid UTF-8`);
     }

@@ -80,8 +80,16 @@ export class FrameWriter {
 
   text(s: StructSlot, index: number, value: string): void {
     if (value === "") return; // an unset Text reads as ""
+    const pos = s.ptrs + index * 8;
+    // Most of our texts are short ASCII ids: write those directly (TextEncoder.encode allocates
+    // and dominated the cost of small frames).
+    if (value.length <= 256 && isAscii(value)) {
+      const at = this.allocList(pos, 2, value.length + 1, value.length + 1);
+      for (let i = 0; i < value.length; i++) this.u8[at + i] = value.charCodeAt(i);
+      return;
+    }
     const bytes = encoder.encode(value);
-    const at = this.allocList(s.ptrs + index * 8, 2, bytes.byteLength + 1, bytes.byteLength + 1);
+    const at = this.allocList(pos, 2, bytes.byteLength + 1, bytes.byteLength + 1);
     this.u8.set(bytes, at); // the NUL after it is already zero
   }
 
@@ -191,6 +199,11 @@ export class FrameWriter {
 }
 
 const encoder = new TextEncoder();
+
+function isAscii(value: string): boolean {
+  for (let i = 0; i < value.length; i++) if (value.charCodeAt(i) >= 0x80) return false;
+  return true;
+}
 
 function roundUp(bytes: number): number {
   return Math.ceil(bytes / 8) * 8;
