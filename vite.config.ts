@@ -4,6 +4,7 @@ import { defineConfig } from "vitest/config";
 // settings join it with client-web.
 export default defineConfig({
   test: {
+    reporters: ["default", "./scripts/summary-reporter.ts"],
     projects: [
       {
         test: {
