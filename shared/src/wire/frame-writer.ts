@@ -34,6 +34,7 @@ export class FrameWriter {
 
   /** Starts a new frame with a root struct of the given size, reusing the buffer. */
   begin(root: StructSize, expectedBytes = 0): StructSlot {
+    this.end = 0; // nothing of the previous frame needs keeping if the buffer grows
     if (expectedBytes > this.buffer.byteLength) this.grow(expectedBytes);
     this.end = 16; // the 8-byte segment table, then the root pointer
     return this.initStruct(8, root);
