@@ -17,6 +17,15 @@ export default defineConfig({
       },
       {
         test: {
+          name: "shaders",
+          root: "./shaders",
+          include: ["src/**/*.test.ts"],
+          environment: "node",
+          testTimeout: 60_000,
+        },
+      },
+      {
+        test: {
           name: "coordinator",
           root: "./coordinator",
           include: ["src/**/*.test.ts"],

@@ -1,17 +1,8 @@
 // One sample message of every payload variant, for the codec's tests, fuzzing and benchmarks.
+import { seededRandom } from "../random.ts";
 import type { Payload, Tensor, WireMessage } from "./messages.ts";
 
-/** A deterministic pseudo-random generator (mulberry32), so failures reproduce. */
-export function seededRandom(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+export { seededRandom };
 
 export function randomFloats(count: number, seed = 1, scale = 1): Float32Array {
   const next = seededRandom(seed);
