@@ -1,0 +1,79 @@
+// One descriptor per kernel (tfjs's program descriptors): its WGSL, entry point, the override
+// constants that specialize it, and its workgroup size. src/runtime/pipelines.ts builds each
+// pipeline once per device.
+import adamw from "./adamw.wgsl?raw";
+import biasAddForward from "./bias_add_forward.wgsl?raw";
+import biasBackward from "./bias_backward.wgsl?raw";
+import geluBackward from "./gelu_backward.wgsl?raw";
+import geluForward from "./gelu_forward.wgsl?raw";
+import gradNorm from "./grad_norm.wgsl?raw";
+import matmul from "./matmul.wgsl?raw";
+import packFp16 from "./pack_fp16.wgsl?raw";
+import packInt8 from "./pack_int8.wgsl?raw";
+import reluBackward from "./relu_backward.wgsl?raw";
+import reluForward from "./relu_forward.wgsl?raw";
+import sgdMomentum from "./sgd_momentum.wgsl?raw";
+import softmaxXent from "./softmax_xent.wgsl?raw";
+
+export interface KernelDescriptor {
+  /** Unique: the pipeline cache's key. */
+  readonly name: string;
+  readonly source: string;
+  readonly entryPoint: string;
+  readonly constants?: Readonly<Record<string, number>>;
+  /**
+   * The storage buffers after the uniform (binding 0), in binding order: "read" or "write".
+   * Explicit, because a layout inferred per entry point drops the bindings that entry point does
+   * not use, and two entry points of one file must share their bind groups.
+   */
+  readonly storage: ReadonlyArray<"read" | "write">;
+  /** Threads per workgroup along x (elementwise kernels dispatch a grid-stride loop of these). */
+  readonly workgroupSize: number;
+}
+
+type Access = "read" | "write";
+
+const k = (
+  name: string,
+  source: string,
+  storage: Access[],
+  options: { entryPoint?: string; workgroupSize?: number; constants?: Record<string, number> } = {},
+): KernelDescriptor => ({
+  name,
+  source,
+  storage,
+  entryPoint: options.entryPoint ?? "main",
+  workgroupSize: options.workgroupSize ?? 256,
+  ...(options.constants ? { constants: options.constants } : {}),
+});
+
+const R = "read";
+const W = "write";
+
+export const kernels = {
+  matmulForward: k("matmul_forward", matmul, [R, R, W], { workgroupSize: 16 }),
+  matmulBackwardInput: k("matmul_backward_input", matmul, [R, R, W], {
+    workgroupSize: 16,
+    constants: { TRANSPOSE_B: 1 },
+  }),
+  matmulBackwardWeight: k("matmul_backward_weight", matmul, [R, R, W], {
+    workgroupSize: 16,
+    constants: { TRANSPOSE_A: 1 },
+  }),
+  biasAddForward: k("bias_add_forward", biasAddForward, [R, W]),
+  biasBackward: k("bias_backward", biasBackward, [R, W], { workgroupSize: 64 }),
+  reluForward: k("relu_forward", reluForward, [R, W]),
+  reluBackward: k("relu_backward", reluBackward, [R, R, W]),
+  geluForward: k("gelu_forward", geluForward, [R, W]),
+  geluBackward: k("gelu_backward", geluBackward, [R, R, W]),
+  softmaxXent: k("softmax_xent", softmaxXent, [R, R, W, W]),
+  gradNormPartial: k("grad_norm_partial", gradNorm, [R, W, W], { entryPoint: "partial" }),
+  gradNormFinish: k("grad_norm_finish", gradNorm, [R, W, W], { entryPoint: "finish" }),
+  sgdMomentum: k("sgd_momentum", sgdMomentum, [R, W, W]),
+  adamw: k("adamw", adamw, [R, W, W, W]),
+  packFp16: k("pack_fp16", packFp16, [R, W]),
+  packInt8Absmax: k("pack_int8_absmax", packInt8, [R, R, W, W], { entryPoint: "absmax" }),
+  packInt8Quantize: k("pack_int8_quantize", packInt8, [R, R, W, W], { entryPoint: "quantize" }),
+} as const;
+
+export type KernelName = keyof typeof kernels;

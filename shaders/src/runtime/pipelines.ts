@@ -1,0 +1,96 @@
+// Builds each kernel's compute pipeline once per device and records dispatches. Binding 0 is the
+// kernel's uniform, then its storage buffers in the order its descriptor lists them.
+import type { KernelDescriptor } from "../kernels/index.ts";
+
+const cache = new WeakMap<GPUDevice, Map<string, GPUComputePipeline>>();
+
+export function pipelineFor(device: GPUDevice, kernel: KernelDescriptor): GPUComputePipeline {
+  let pipelines = cache.get(device);
+  if (!pipelines) {
+    pipelines = new Map();
+    cache.set(device, pipelines);
+  }
+  let pipeline = pipelines.get(kernel.name);
+  if (!pipeline) {
+    const module = device.createShaderModule({ label: kernel.name, code: kernel.source });
+    const bindGroupLayout = device.createBindGroupLayout({
+      label: kernel.name,
+      entries: [
+        { binding: 0, visibility: GPUShaderStage.COMPUTE, buffer: { type: "uniform" } },
+        ...kernel.storage.map((access, i) => ({
+          binding: i + 1,
+          visibility: GPUShaderStage.COMPUTE,
+          buffer: {
+            type: access === "read" ? ("read-only-storage" as const) : ("storage" as const),
+          },
+        })),
+      ],
+    });
+    pipeline = device.createComputePipeline({
+      label: kernel.name,
+      layout: device.createPipelineLayout({ bindGroupLayouts: [bindGroupLayout] }),
+      compute: {
+        module,
+        entryPoint: kernel.entryPoint,
+        ...(kernel.constants ? { constants: kernel.constants } : {}),
+      },
+    });
+    pipelines.set(kernel.name, pipeline);
+  }
+  return pipeline;
+}
+
+/** A recorded dispatch: everything but the pass it goes into. */
+export interface Dispatch {
+  pipeline: GPUComputePipeline;
+  bindGroup: GPUBindGroup;
+  workgroups: [number, number, number];
+}
+
+/** Prepares a dispatch: a uniform buffer holding `uniform`, and the bind group. */
+export function prepareDispatch(
+  device: GPUDevice,
+  kernel: KernelDescriptor,
+  uniform: ArrayBuffer,
+  storage: GPUBuffer[],
+  workgroups: [number, number, number],
+): Dispatch & { uniform: GPUBuffer } {
+  const pipeline = pipelineFor(device, kernel);
+  const uniformBuffer = device.createBuffer({
+    label: `${kernel.name}.uniform`,
+    size: Math.max(16, Math.ceil(uniform.byteLength / 16) * 16),
+    usage: GPUBufferUsage.UNIFORM | GPUBufferUsage.COPY_DST,
+  });
+  device.queue.writeBuffer(uniformBuffer, 0, uniform);
+  const bindGroup = device.createBindGroup({
+    label: kernel.name,
+    layout: pipeline.getBindGroupLayout(0),
+    entries: [uniformBuffer, ...storage].map((buffer, binding) => ({
+      binding,
+      resource: { buffer },
+    })),
+  });
+  return { pipeline, bindGroup, workgroups, uniform: uniformBuffer };
+}
+
+export function record(pass: GPUComputePassEncoder, dispatch: Dispatch): void {
+  pass.setPipeline(dispatch.pipeline);
+  pass.setBindGroup(0, dispatch.bindGroup);
+  pass.dispatchWorkgroups(...dispatch.workgroups);
+}
+
+/** Workgroups for a grid-stride elementwise kernel over n items: enough to fill, at most 4,096. */
+export function strideGroups(n: number, workgroupSize = 256): [number, number, number] {
+  return [Math.max(1, Math.min(4096, Math.ceil(n / workgroupSize))), 1, 1];
+}
+
+/** A uniform of u32 and f32 fields, in order. */
+export function uniformOf(fields: Array<number | { f32: number }>): ArrayBuffer {
+  const buffer = new ArrayBuffer(Math.max(16, Math.ceil((fields.length * 4) / 16) * 16));
+  const view = new DataView(buffer);
+  fields.forEach((field, i) => {
+    if (typeof field === "number") view.setUint32(i * 4, field, true);
+    else view.setFloat32(i * 4, field.f32, true);
+  });
+  return buffer;
+}

@@ -1,0 +1,8 @@
+import { expect, it } from "vitest";
+
+it("has a WebGPU adapter in this browser", async () => {
+  expect(navigator.gpu).toBeDefined();
+  const adapter = await navigator.gpu.requestAdapter();
+  expect(adapter).not.toBeNull();
+  console.log(JSON.stringify(adapter!.info), adapter!.limits.maxComputeWorkgroupStorageSize);
+});
