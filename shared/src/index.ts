@@ -9,3 +9,4 @@ export * from "./model/model-spec.ts";
 export * from "./data/dataset.ts";
 export { syntheticBlobs } from "./data/synthetic.ts";
 export { seededRandom } from "./random.ts";
+export { type Jitter, jitterImages, warpImage } from "./data/augment.ts";

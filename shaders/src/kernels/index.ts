@@ -51,13 +51,13 @@ const R = "read";
 const W = "write";
 
 export const kernels = {
-  matmulForward: k("matmul_forward", matmul, [R, R, W], { workgroupSize: 16 }),
+  matmulForward: k("matmul_forward", matmul, [R, R, W], { workgroupSize: 8 }),
   matmulBackwardInput: k("matmul_backward_input", matmul, [R, R, W], {
-    workgroupSize: 16,
+    workgroupSize: 8,
     constants: { TRANSPOSE_B: 1 },
   }),
   matmulBackwardWeight: k("matmul_backward_weight", matmul, [R, R, W], {
-    workgroupSize: 16,
+    workgroupSize: 8,
     constants: { TRANSPOSE_A: 1 },
   }),
   biasAddForward: k("bias_add_forward", biasAddForward, [R, W]),

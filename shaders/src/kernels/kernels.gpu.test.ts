@@ -5,7 +5,7 @@ import { fp16ToFp32, fp32ToInt8 } from "@pangea/shared";
 import { beforeAll, describe, expect, it } from "vitest";
 import * as ref from "../reference/ops.ts";
 import { acquireDevice } from "../runtime/gpu.ts";
-import { strideGroups, uniformOf } from "../runtime/pipelines.ts";
+import { matmulGroups, strideGroups, uniformOf } from "../runtime/pipelines.ts";
 import { runKernel } from "../runtime/run-kernel.ts";
 import { kernels } from "./index.ts";
 
@@ -42,54 +42,66 @@ function expectClose(gpu: ArrayLike<number>, expected: ArrayLike<number>, rtol =
   expect(worst / Math.max(scale, 1e-30)).toBeLessThanOrEqual(rtol);
 }
 
-const shapes: Array<[number, number, number]> = [
-  [1, 1, 1],
-  [7, 13, 5],
-  [64, 64, 64],
-  [65, 130, 33],
-  [100, 37, 300],
-  [128, 784, 128],
+// M, K, N, and the most workgroups the product may use: fewer than its 64×64 tiles makes each
+// workgroup loop over several tiles (as on software adapters).
+const shapes: Array<[number, number, number, number]> = [
+  [1, 1, 1, 65_535],
+  [7, 13, 5, 1],
+  [64, 64, 64, 65_535],
+  [65, 130, 33, 2],
+  [100, 37, 300, 3],
+  [128, 784, 128, 65_535],
+  [200, 70, 150, 5],
 ];
 
 describe("matmul kernels", () => {
-  it.each(shapes)("forward C = X·W at M=%i K=%i N=%i, read at offsets", async (m, k, n) => {
-    const x = random(m * k);
-    const w = random(k * n + 3); // W sits 3 elements into its buffer
-    const [c] = await runKernel(
-      device,
-      kernels.matmulForward,
-      uniformOf([m, n, k, 0, 3, 2, 0, 0]),
-      [{ data: x }, { data: w }, { data: new Float32Array(m * n + 2), read: true }],
-      [Math.ceil(n / 64), Math.ceil(m / 64), 1],
-    );
-    expectClose(c!.subarray(2), ref.matmulForward(x, w.subarray(3), null, m, k, n));
-  });
+  it.each(shapes)(
+    "forward C = X·W at M=%i K=%i N=%i (≤ %i workgroups), read at offsets",
+    async (m, k, n, budget) => {
+      const x = random(m * k);
+      const w = random(k * n + 3); // W sits 3 elements into its buffer
+      const [c] = await runKernel(
+        device,
+        kernels.matmulForward,
+        uniformOf([m, n, k, 0, 3, 2, 0, 0]),
+        [{ data: x }, { data: w }, { data: new Float32Array(m * n + 2), read: true }],
+        matmulGroups(m, n, budget),
+      );
+      expectClose(c!.subarray(2), ref.matmulForward(x, w.subarray(3), null, m, k, n));
+    },
+  );
 
-  it.each(shapes)("backward dX = dY·Wᵀ at M=%i K=%i N=%i", async (m, k, n) => {
-    const dy = random(m * n);
-    const w = random(k * n);
-    const [dx] = await runKernel(
-      device,
-      kernels.matmulBackwardInput,
-      uniformOf([m, k, n, 0, 0, 0, 0, 0]),
-      [{ data: dy }, { data: w }, { data: new Float32Array(m * k), read: true }],
-      [Math.ceil(k / 64), Math.ceil(m / 64), 1],
-    );
-    expectClose(dx!, ref.matmulBackwardInput(dy, w, m, k, n));
-  });
+  it.each(shapes)(
+    "backward dX = dY·Wᵀ at M=%i K=%i N=%i (≤ %i workgroups)",
+    async (m, k, n, budget) => {
+      const dy = random(m * n);
+      const w = random(k * n);
+      const [dx] = await runKernel(
+        device,
+        kernels.matmulBackwardInput,
+        uniformOf([m, k, n, 0, 0, 0, 0, 0]),
+        [{ data: dy }, { data: w }, { data: new Float32Array(m * k), read: true }],
+        matmulGroups(m, k, budget),
+      );
+      expectClose(dx!, ref.matmulBackwardInput(dy, w, m, k, n));
+    },
+  );
 
-  it.each(shapes)("backward dW = Xᵀ·dY at M=%i K=%i N=%i", async (m, k, n) => {
-    const x = random(m * k);
-    const dy = random(m * n);
-    const [dw] = await runKernel(
-      device,
-      kernels.matmulBackwardWeight,
-      uniformOf([k, n, m, 0, 0, 0, 0, 0]),
-      [{ data: x }, { data: dy }, { data: new Float32Array(k * n), read: true }],
-      [Math.ceil(n / 64), Math.ceil(k / 64), 1],
-    );
-    expectClose(dw!, ref.matmulBackwardWeight(x, dy, m, k, n));
-  });
+  it.each(shapes)(
+    "backward dW = Xᵀ·dY at M=%i K=%i N=%i (≤ %i workgroups)",
+    async (m, k, n, budget) => {
+      const x = random(m * k);
+      const dy = random(m * n);
+      const [dw] = await runKernel(
+        device,
+        kernels.matmulBackwardWeight,
+        uniformOf([k, n, m, 0, 0, 0, 0, 0]),
+        [{ data: x }, { data: dy }, { data: new Float32Array(k * n), read: true }],
+        matmulGroups(k, n, budget),
+      );
+      expectClose(dw!, ref.matmulBackwardWeight(x, dy, m, k, n));
+    },
+  );
 });
 
 describe("elementwise and reduction kernels", () => {

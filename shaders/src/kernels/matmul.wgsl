@@ -3,11 +3,16 @@
 //   forward           C = X · W            (TRANSPOSE_A = false, TRANSPOSE_B = false)
 //   backward, input   dX = dY · Wᵀ         (TRANSPOSE_B = true: B is W stored [N,K])
 //   backward, weight  dW = Xᵀ · dY         (TRANSPOSE_A = true: A is X stored [K,M])
-// Tiling: a workgroup of 16×16 threads computes a 64×64 block of C, walking K in steps of 16;
-// each step stages a 64×16 slice of op(A) and a 16×64 slice of op(B) in workgroup memory, and
-// each thread accumulates a 4×4 register block at rows ty+16i, columns tx+16j (strided, so
-// shared-memory reads broadcast and global writes coalesce). Out-of-range elements load as 0
-// and are not written, so any M, N, K works.
+// Tiling: a workgroup of 8×8 threads computes a 64×64 block of C, walking K in steps of 32. Each
+// step stages a 64×32 slice of op(A) and a 32×64 slice of op(B) in workgroup memory as vec4s
+// (4 consecutive rows of op(A), 4 consecutive columns of op(B)); each thread then accumulates an
+// 8×8 register block (rows 8·ty.., columns 8·tx..) held in 16 named vec4 registers, so that
+// every k costs 4 vec4 reads of workgroup memory for 64 multiply-adds.
+// Why this shape: a barrier is the dearest thing in a workgroup (on SwiftShader, a CPU, it is a
+// coroutine switch for every group of lanes), so a step does 2,048 multiply-adds per thread
+// between two barriers; and the accumulators are named registers rather than an array indexed
+// in a loop, which compilers may leave in memory. Out-of-range elements load as 0 and are not
+// written, so any M, N, K works.
 // Dispatch: (ceil(N/64), ceil(M/64), 1). CPU reference: matmulForward, matmulBackwardInput,
 // matmulBackwardWeight in src/reference/ops.ts.
 
@@ -22,15 +27,15 @@ override TRANSPOSE_B: bool = false;
 
 const BM = 64u;
 const BN = 64u;
-const BK = 16u;
+const BK = 32u;
 
 @group(0) @binding(0) var<uniform> dims: Dims;
 @group(0) @binding(1) var<storage, read> A: array<f32>;
 @group(0) @binding(2) var<storage, read> B: array<f32>;
 @group(0) @binding(3) var<storage, read_write> C: array<f32>;
 
-var<workgroup> As: array<f32, 1024>; // As[k * BM + m]
-var<workgroup> Bs: array<f32, 1024>; // Bs[k * BN + n]
+var<workgroup> As: array<vec4<f32>, 512>; // As[k * 16 + m / 4] = op(A)[m..m+3, k]
+var<workgroup> Bs: array<vec4<f32>, 512>; // Bs[k * 16 + n / 4] = op(B)[k, n..n+3]
 
 fn loadA(m: u32, k: u32) -> f32 {
   if (m >= dims.M || k >= dims.K) { return 0.0; }
@@ -44,42 +49,78 @@ fn loadB(k: u32, n: u32) -> f32 {
   return B[dims.offsetB + k * dims.N + n];
 }
 
-@compute @workgroup_size(16, 16)
-fn main(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
-  let row0 = wid.y * BM;
-  let col0 = wid.x * BN;
-  let tid = lid.y * 16u + lid.x;
-  var acc: array<f32, 16>;
+fn store(r: u32, c: u32, v: vec4<f32>) {
+  if (r >= dims.M) { return; }
+  let base = dims.offsetC + r * dims.N;
+  if (c < dims.N) { C[base + c] = v.x; }
+  if (c + 1u < dims.N) { C[base + c + 1u] = v.y; }
+  if (c + 2u < dims.N) { C[base + c + 2u] = v.z; }
+  if (c + 3u < dims.N) { C[base + c + 3u] = v.w; }
+}
+
+@compute @workgroup_size(8, 8)
+fn main(
+  @builtin(local_invocation_id) lid: vec3<u32>,
+  @builtin(workgroup_id) wid: vec3<u32>,
+  @builtin(num_workgroups) groups: vec3<u32>,
+) {
+  let tilesX = (dims.N + BN - 1u) / BN;
+  let tiles = tilesX * ((dims.M + BM - 1u) / BM);
+  for (var tile = wid.x; tile < tiles; tile += groups.x) {
+    matmulTile(lid, (tile / tilesX) * BM, (tile % tilesX) * BN);
+  }
+}
+
+// One 64×64 block of C at (row0, col0).
+fn matmulTile(lid: vec3<u32>, row0: u32, col0: u32) {
+  let tid = lid.y * 8u + lid.x;
+  var c0a = vec4<f32>(0.0); var c0b = vec4<f32>(0.0);
+  var c1a = vec4<f32>(0.0); var c1b = vec4<f32>(0.0);
+  var c2a = vec4<f32>(0.0); var c2b = vec4<f32>(0.0);
+  var c3a = vec4<f32>(0.0); var c3b = vec4<f32>(0.0);
+  var c4a = vec4<f32>(0.0); var c4b = vec4<f32>(0.0);
+  var c5a = vec4<f32>(0.0); var c5b = vec4<f32>(0.0);
+  var c6a = vec4<f32>(0.0); var c6b = vec4<f32>(0.0);
+  var c7a = vec4<f32>(0.0); var c7b = vec4<f32>(0.0);
   for (var k0 = 0u; k0 < dims.K; k0 += BK) {
-    // 1,024 elements of each slice, 4 per thread, in the order that reads global memory
-    // contiguously for the operand's storage layout.
-    for (var i = 0u; i < 4u; i++) {
-      let idx = tid + i * 256u;
-      var m: u32; var k: u32;
-      if (TRANSPOSE_A) { m = idx % BM; k = idx / BM; } else { k = idx % BK; m = idx / BK; }
-      As[k * BM + m] = loadA(row0 + m, k0 + k);
-      var n: u32; var kb: u32;
-      if (TRANSPOSE_B) { kb = idx % BK; n = idx / BK; } else { n = idx % BN; kb = idx / BN; }
-      Bs[kb * BN + n] = loadB(k0 + kb, col0 + n);
+    // 512 vec4 slots of each slice, 8 per thread, ordered so that neighbouring threads read
+    // neighbouring addresses of the operand as it is stored.
+    for (var i = 0u; i < 8u; i++) {
+      let slot = tid + i * 64u;
+      var q: u32; var k: u32;
+      if (TRANSPOSE_A) { q = slot % 16u; k = slot / 16u; } else { k = slot % BK; q = slot / BK; }
+      let m = row0 + 4u * q;
+      As[k * 16u + q] = vec4<f32>(loadA(m, k0 + k), loadA(m + 1u, k0 + k), loadA(m + 2u, k0 + k), loadA(m + 3u, k0 + k));
+      var p: u32; var kb: u32;
+      if (TRANSPOSE_B) { kb = slot % BK; p = slot / BK; } else { p = slot % 16u; kb = slot / 16u; }
+      let n = col0 + 4u * p;
+      Bs[kb * 16u + p] = vec4<f32>(loadB(k0 + kb, n), loadB(k0 + kb, n + 1u), loadB(k0 + kb, n + 2u), loadB(k0 + kb, n + 3u));
     }
     workgroupBarrier();
     for (var k = 0u; k < BK; k++) {
-      var a: array<f32, 4>;
-      var b: array<f32, 4>;
-      for (var i = 0u; i < 4u; i++) { a[i] = As[k * BM + lid.y + 16u * i]; }
-      for (var j = 0u; j < 4u; j++) { b[j] = Bs[k * BN + lid.x + 16u * j]; }
-      for (var i = 0u; i < 4u; i++) {
-        for (var j = 0u; j < 4u; j++) { acc[i * 4u + j] = fma(a[i], b[j], acc[i * 4u + j]); }
-      }
+      let a0 = As[k * 16u + 2u * lid.y];
+      let a1 = As[k * 16u + 2u * lid.y + 1u];
+      let b0 = Bs[k * 16u + 2u * lid.x];
+      let b1 = Bs[k * 16u + 2u * lid.x + 1u];
+      c0a = fma(vec4<f32>(a0.x), b0, c0a); c0b = fma(vec4<f32>(a0.x), b1, c0b);
+      c1a = fma(vec4<f32>(a0.y), b0, c1a); c1b = fma(vec4<f32>(a0.y), b1, c1b);
+      c2a = fma(vec4<f32>(a0.z), b0, c2a); c2b = fma(vec4<f32>(a0.z), b1, c2b);
+      c3a = fma(vec4<f32>(a0.w), b0, c3a); c3b = fma(vec4<f32>(a0.w), b1, c3b);
+      c4a = fma(vec4<f32>(a1.x), b0, c4a); c4b = fma(vec4<f32>(a1.x), b1, c4b);
+      c5a = fma(vec4<f32>(a1.y), b0, c5a); c5b = fma(vec4<f32>(a1.y), b1, c5b);
+      c6a = fma(vec4<f32>(a1.z), b0, c6a); c6b = fma(vec4<f32>(a1.z), b1, c6b);
+      c7a = fma(vec4<f32>(a1.w), b0, c7a); c7b = fma(vec4<f32>(a1.w), b1, c7b);
     }
     workgroupBarrier();
   }
-  for (var i = 0u; i < 4u; i++) {
-    let r = row0 + lid.y + 16u * i;
-    if (r >= dims.M) { continue; }
-    for (var j = 0u; j < 4u; j++) {
-      let c = col0 + lid.x + 16u * j;
-      if (c < dims.N) { C[dims.offsetC + r * dims.N + c] = acc[i * 4u + j]; }
-    }
-  }
+  let r = row0 + 8u * lid.y;
+  let c = col0 + 8u * lid.x;
+  store(r + 0u, c, c0a); store(r + 0u, c + 4u, c0b);
+  store(r + 1u, c, c1a); store(r + 1u, c + 4u, c1b);
+  store(r + 2u, c, c2a); store(r + 2u, c + 4u, c2b);
+  store(r + 3u, c, c3a); store(r + 3u, c + 4u, c3b);
+  store(r + 4u, c, c4a); store(r + 4u, c + 4u, c4b);
+  store(r + 5u, c, c5a); store(r + 5u, c + 4u, c5b);
+  store(r + 6u, c, c6a); store(r + 6u, c + 4u, c6b);
+  store(r + 7u, c, c7a); store(r + 7u, c + 4u, c7b);
 }

@@ -16,7 +16,16 @@ import {
 } from "@pangea/shared";
 import { kernels } from "../kernels/index.ts";
 import { type AdapterReport, acquireDevice } from "./gpu.ts";
-import { type Dispatch, prepareDispatch, record, strideGroups, uniformOf } from "./pipelines.ts";
+import {
+  type Dispatch,
+  prepareDispatch,
+  record,
+  matmulGroups,
+  reductionGroups,
+  strideGroups,
+  uniformOf,
+  workgroupBudget,
+} from "./pipelines.ts";
 
 /** The local optimizer for training on the tab (local SGD / DiLoCo inner steps, or alone). */
 export type LocalOptimizerConfig =
@@ -63,6 +72,8 @@ export class TrainingEngine {
   private readonly sgd: Dispatch & { uniform: GPUBuffer };
   private readonly adamw: Dispatch & { uniform: GPUBuffer };
   private adamSteps = 0;
+  /** Workgroups per dispatch (few on a software adapter; see workgroupBudget). */
+  private readonly budget: number;
 
   private constructor(
     readonly spec: ModelSpec,
@@ -71,6 +82,7 @@ export class TrainingEngine {
     readonly maxBatch: number,
   ) {
     this.layout = parameterLayout(spec);
+    this.budget = workgroupBudget(adapter);
     this.lost = device.lost.then((info) => {
       this.lostInfo = info;
       return info;
@@ -130,14 +142,14 @@ export class TrainingEngine {
       kernels.sgdMomentum,
       uniformOf([P, { f32: 0 }, { f32: 0 }, { f32: 0 }]),
       [b.grads!, b.params!, b.m1!],
-      strideGroups(P),
+      strideGroups(P, this.budget),
     );
     this.adamw = prepareDispatch(
       device,
       kernels.adamw,
       new ArrayBuffer(32),
       [b.grads!, b.params!, b.m1!, b.m2!],
-      strideGroups(P),
+      strideGroups(P, this.budget),
     );
   }
 
@@ -409,18 +421,24 @@ export class TrainingEngine {
         kernels.matmulForward,
         uniformOf([B, layer.outputs, layer.inputs, 0, w.offset, 0, 0, 0]),
         [input(i), b.params!, b[`z${i}`]!],
-        [Math.ceil(layer.outputs / 64), Math.ceil(B / 64), 1],
+        matmulGroups(B, layer.outputs, this.budget),
       );
       add(
         device,
         kernels.biasAddForward,
         uniformOf([B, layer.outputs, bias.offset, 0]),
         [b.params!, b[`z${i}`]!],
-        strideGroups(n),
+        strideGroups(n, this.budget),
       );
       if (layer.activation !== "none") {
         const kernel = layer.activation === "relu" ? kernels.reluForward : kernels.geluForward;
-        add(device, kernel, uniformOf([n]), [b[`z${i}`]!, b[`a${i}`]!], strideGroups(n));
+        add(
+          device,
+          kernel,
+          uniformOf([n]),
+          [b[`z${i}`]!, b[`a${i}`]!],
+          strideGroups(n, this.budget),
+        );
       }
     }
     const last = layers.length - 1;
@@ -441,7 +459,13 @@ export class TrainingEngine {
       let dz = dIn;
       if (layer.activation !== "none") {
         const kernel = layer.activation === "relu" ? kernels.reluBackward : kernels.geluBackward;
-        add(device, kernel, uniformOf([n]), [b[`z${i}`]!, dIn, b.dz!], strideGroups(n));
+        add(
+          device,
+          kernel,
+          uniformOf([n]),
+          [b[`z${i}`]!, dIn, b.dz!],
+          strideGroups(n, this.budget),
+        );
         dz = b.dz!;
       }
       add(
@@ -449,7 +473,7 @@ export class TrainingEngine {
         kernels.matmulBackwardWeight,
         uniformOf([layer.inputs, layer.outputs, B, 0, 0, w.offset, 0, 0]),
         [input(i), dz, b.grads!],
-        [Math.ceil(layer.outputs / 64), Math.ceil(layer.inputs / 64), 1],
+        matmulGroups(layer.inputs, layer.outputs, this.budget),
       );
       add(
         device,
@@ -465,12 +489,12 @@ export class TrainingEngine {
           kernels.matmulBackwardInput,
           uniformOf([B, layer.inputs, layer.outputs, 0, w.offset, 0, 0, 0]),
           [dz, b.params!, dOut],
-          [Math.ceil(layer.inputs / 64), Math.ceil(B / 64), 1],
+          matmulGroups(B, layer.inputs, this.budget),
         );
         dIn = dOut;
       }
     }
-    const groups = Math.min(256, Math.ceil(P / 256));
+    const groups = reductionGroups(P);
     const norm = uniformOf([P, groups, 2, 0]);
     add(
       device,
@@ -487,7 +511,7 @@ export class TrainingEngine {
         kernels.packFp16,
         uniformOf([P]),
         [b.grads!, b.packed16!],
-        strideGroups(Math.ceil(P / 2)),
+        strideGroups(Math.ceil(P / 2), this.budget),
       ),
     ];
     const int8 = uniformOf([P, slots.length, 0, 0]);
@@ -504,7 +528,7 @@ export class TrainingEngine {
         kernels.packInt8Quantize,
         int8,
         [b.grads!, b.slots!, b.scales!, b.packed8!],
-        strideGroups(Math.ceil(P / 4)),
+        strideGroups(Math.ceil(P / 4), this.budget),
       ),
     ];
     return { batch: B, step, packFp16, packInt8 };

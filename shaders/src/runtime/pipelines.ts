@@ -79,9 +79,37 @@ export function record(pass: GPUComputePassEncoder, dispatch: Dispatch): void {
   pass.dispatchWorkgroups(...dispatch.workgroups);
 }
 
-/** Workgroups for a grid-stride elementwise kernel over n items: enough to fill, at most 4,096. */
-export function strideGroups(n: number, workgroupSize = 256): [number, number, number] {
-  return [Math.max(1, Math.min(4096, Math.ceil(n / workgroupSize))), 1, 1];
+/**
+ * How many workgroups one dispatch may use. A GPU wants many to fill its cores. A software
+ * adapter (SwiftShader) runs workgroups on a few CPU threads and pays a fixed cost for each one it
+ * starts (about a millisecond with barriers), so there a handful of workgroups that each loop over
+ * more work is several times faster.
+ */
+export function workgroupBudget(adapter: { softwareFallback: boolean }): number {
+  return adapter.softwareFallback ? 8 : 4096;
+}
+
+/** Workgroups for a grid-stride elementwise kernel over n items: enough to fill, within budget. */
+export function strideGroups(
+  n: number,
+  budget = 4096,
+  workgroupSize = 256,
+): [number, number, number] {
+  return [Math.max(1, Math.min(budget, Math.ceil(n / workgroupSize))), 1, 1];
+}
+
+/** Workgroups for matmul.wgsl producing an M×N matrix: one per 64×64 tile, within budget. */
+export function matmulGroups(m: number, n: number, budget = 65_535): [number, number, number] {
+  return [Math.max(1, Math.min(budget, 65_535, Math.ceil(m / 64) * Math.ceil(n / 64))), 1, 1];
+}
+
+/**
+ * Workgroups for the first pass of a reduction over n items (grad_norm's partial): each of the
+ * 256 threads of a group sums at least 32 items before the group's tree of barriers, because the
+ * barriers, not the loads, are the cost of a small reduction; at most 256 groups.
+ */
+export function reductionGroups(n: number): number {
+  return Math.max(1, Math.min(256, Math.ceil(n / (256 * 32))));
 }
 
 /** A uniform of u32 and f32 fields, in order. */
