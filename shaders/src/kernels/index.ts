@@ -60,6 +60,20 @@ export const kernels = {
     workgroupSize: 8,
     constants: { TRANSPOSE_A: 1 },
   }),
+  matmulForwardWide: k("matmul_forward_wide", matmul, [R, R, W], {
+    entryPoint: "main_wide",
+    workgroupSize: 16,
+  }),
+  matmulBackwardInputWide: k("matmul_backward_input_wide", matmul, [R, R, W], {
+    entryPoint: "main_wide",
+    workgroupSize: 16,
+    constants: { TRANSPOSE_B: 1 },
+  }),
+  matmulBackwardWeightWide: k("matmul_backward_weight_wide", matmul, [R, R, W], {
+    entryPoint: "main_wide",
+    workgroupSize: 16,
+    constants: { TRANSPOSE_A: 1 },
+  }),
   biasAddForward: k("bias_add_forward", biasAddForward, [R, W]),
   biasBackward: k("bias_backward", biasBackward, [R, W], { workgroupSize: 64 }),
   reluForward: k("relu_forward", reluForward, [R, W]),
@@ -77,3 +91,24 @@ export const kernels = {
 } as const;
 
 export type KernelName = keyof typeof kernels;
+
+export interface MatmulKernels {
+  forward: KernelDescriptor;
+  backwardInput: KernelDescriptor;
+  backwardWeight: KernelDescriptor;
+}
+
+/** matmul.wgsl's variant for an adapter: deep register blocks on a CPU, wide workgroups on a GPU. */
+export function matmulKernels(adapter: { softwareFallback: boolean }): MatmulKernels {
+  return adapter.softwareFallback
+    ? {
+        forward: kernels.matmulForward,
+        backwardInput: kernels.matmulBackwardInput,
+        backwardWeight: kernels.matmulBackwardWeight,
+      }
+    : {
+        forward: kernels.matmulForwardWide,
+        backwardInput: kernels.matmulBackwardInputWide,
+        backwardWeight: kernels.matmulBackwardWeightWide,
+      };
+}

@@ -7,7 +7,7 @@ import * as ref from "../reference/ops.ts";
 import { acquireDevice } from "../runtime/gpu.ts";
 import { matmulGroups, strideGroups, uniformOf } from "../runtime/pipelines.ts";
 import { runKernel } from "../runtime/run-kernel.ts";
-import { kernels } from "./index.ts";
+import { kernels, matmulKernels } from "./index.ts";
 
 let device: GPUDevice;
 let seed = 1;
@@ -54,7 +54,12 @@ const shapes: Array<[number, number, number, number]> = [
   [200, 70, 150, 5],
 ];
 
-describe("matmul kernels", () => {
+const variants = [
+  ["deep", matmulKernels({ softwareFallback: true })],
+  ["wide", matmulKernels({ softwareFallback: false })],
+] as const;
+
+describe.each(variants)("matmul kernels, %s variant", (_, mm) => {
   it.each(shapes)(
     "forward C = X·W at M=%i K=%i N=%i (≤ %i workgroups), read at offsets",
     async (m, k, n, budget) => {
@@ -62,7 +67,7 @@ describe("matmul kernels", () => {
       const w = random(k * n + 3); // W sits 3 elements into its buffer
       const [c] = await runKernel(
         device,
-        kernels.matmulForward,
+        mm.forward,
         uniformOf([m, n, k, 0, 3, 2, 0, 0]),
         [{ data: x }, { data: w }, { data: new Float32Array(m * n + 2), read: true }],
         matmulGroups(m, n, budget),
@@ -78,7 +83,7 @@ describe("matmul kernels", () => {
       const w = random(k * n);
       const [dx] = await runKernel(
         device,
-        kernels.matmulBackwardInput,
+        mm.backwardInput,
         uniformOf([m, k, n, 0, 0, 0, 0, 0]),
         [{ data: dy }, { data: w }, { data: new Float32Array(m * k), read: true }],
         matmulGroups(m, k, budget),
@@ -94,7 +99,7 @@ describe("matmul kernels", () => {
       const dy = random(m * n);
       const [dw] = await runKernel(
         device,
-        kernels.matmulBackwardWeight,
+        mm.backwardWeight,
         uniformOf([k, n, m, 0, 0, 0, 0, 0]),
         [{ data: x }, { data: dy }, { data: new Float32Array(k * n), read: true }],
         matmulGroups(k, n, budget),

@@ -3,18 +3,20 @@
 //   forward           C = X · W            (TRANSPOSE_A = false, TRANSPOSE_B = false)
 //   backward, input   dX = dY · Wᵀ         (TRANSPOSE_B = true: B is W stored [N,K])
 //   backward, weight  dW = Xᵀ · dY         (TRANSPOSE_A = true: A is X stored [K,M])
-// Tiling: a workgroup of 8×8 threads computes a 64×64 block of C, walking K in steps of 32. Each
-// step stages a 64×32 slice of op(A) and a 32×64 slice of op(B) in workgroup memory as vec4s
-// (4 consecutive rows of op(A), 4 consecutive columns of op(B)); each thread then accumulates an
-// 8×8 register block (rows 8·ty.., columns 8·tx..) held in 16 named vec4 registers, so that
-// every k costs 4 vec4 reads of workgroup memory for 64 multiply-adds.
-// Why this shape: a barrier is the dearest thing in a workgroup (on SwiftShader, a CPU, it is a
-// coroutine switch for every group of lanes), so a step does 2,048 multiply-adds per thread
-// between two barriers; and the accumulators are named registers rather than an array indexed
-// in a loop, which compilers may leave in memory. Out-of-range elements load as 0 and are not
-// written, so any M, N, K works.
-// Dispatch: (ceil(N/64), ceil(M/64), 1). CPU reference: matmulForward, matmulBackwardInput,
-// matmulBackwardWeight in src/reference/ops.ts.
+// Tiling: a workgroup computes a 64×64 block of C, walking K in steps of 32. Each step stages a
+// 64×32 slice of op(A) and a 32×64 slice of op(B) in workgroup memory as vec4s (4 consecutive
+// rows of op(A), 4 consecutive columns of op(B)); each thread then accumulates a register block
+// held in named vec4 registers (not an array indexed in a loop, which compilers may leave in
+// memory). Two variants share the staging:
+//   main       8×8 threads, an 8×8 block each: 4 vec4 reads of workgroup memory per 64
+//              multiply-adds and 2,048 multiply-adds per thread between barriers. For software
+//              adapters, where a barrier is the dearest thing (on SwiftShader, a coroutine switch
+//              for every group of lanes).
+//   main_wide  16×16 threads, a 4×4 block each: four times the threads in flight, for GPUs.
+// Out-of-range elements load as 0 and are not written, so any M, N, K works.
+// Dispatch: (G, 1, 1) with G ≤ the number of 64×64 tiles; each workgroup loops over tiles
+// G apart (matmulGroups in runtime/pipelines.ts). CPU reference: matmulForward,
+// matmulBackwardInput, matmulBackwardWeight in src/reference/ops.ts.
 
 struct Dims {
   M: u32, N: u32, K: u32,
@@ -34,8 +36,15 @@ const BK = 32u;
 @group(0) @binding(2) var<storage, read> B: array<f32>;
 @group(0) @binding(3) var<storage, read_write> C: array<f32>;
 
-var<workgroup> As: array<vec4<f32>, 512>; // As[k * 16 + m / 4] = op(A)[m..m+3, k]
-var<workgroup> Bs: array<vec4<f32>, 512>; // Bs[k * 16 + n / 4] = op(B)[k, n..n+3]
+var<workgroup> As: array<vec4<f32>, 512>; // As[slot16(k, m / 4)] = op(A)[m..m+3, k]
+var<workgroup> Bs: array<vec4<f32>, 512>; // Bs[slot16(k, n / 4)] = op(B)[k, n..n+3]
+
+// Where the vec4 for row k, quad q of a staged slice lives. The quad index is XOR-swizzled with k
+// so that threads staging consecutive k of one quad (as they do for an operand stored with k
+// contiguous) hit different banks of workgroup memory instead of all hitting one.
+fn slot16(k: u32, q: u32) -> u32 {
+  return k * 16u + (q ^ (k & 15u));
+}
 
 fn loadA(m: u32, k: u32) -> f32 {
   if (m >= dims.M || k >= dims.K) { return 0.0; }
@@ -58,6 +67,23 @@ fn store(r: u32, c: u32, v: vec4<f32>) {
   if (c + 3u < dims.N) { C[base + c + 3u] = v.w; }
 }
 
+// Stages the k0.. slices of op(A) and op(B) for the block at (row0, col0): 512 vec4 slots of
+// each, split among `threads` threads, ordered so that neighbouring threads read neighbouring
+// addresses of each operand as it is stored.
+fn stage(tid: u32, threads: u32, row0: u32, col0: u32, k0: u32) {
+  for (var slot = tid; slot < 512u; slot += threads) {
+    var q: u32; var k: u32;
+    if (TRANSPOSE_A) { q = slot % 16u; k = slot / 16u; } else { k = slot % BK; q = slot / BK; }
+    let m = row0 + 4u * q;
+    As[slot16(k, q)] = vec4<f32>(loadA(m, k0 + k), loadA(m + 1u, k0 + k), loadA(m + 2u, k0 + k), loadA(m + 3u, k0 + k));
+    var p: u32; var kb: u32;
+    if (TRANSPOSE_B) { kb = slot % BK; p = slot / BK; } else { p = slot % 16u; kb = slot / 16u; }
+    let n = col0 + 4u * p;
+    Bs[slot16(kb, p)] = vec4<f32>(loadB(k0 + kb, n), loadB(k0 + kb, n + 1u), loadB(k0 + kb, n + 2u), loadB(k0 + kb, n + 3u));
+  }
+}
+
+// The deep variant: 8×8 threads, an 8×8 register block each (for software adapters).
 @compute @workgroup_size(8, 8)
 fn main(
   @builtin(local_invocation_id) lid: vec3<u32>,
@@ -83,25 +109,13 @@ fn matmulTile(lid: vec3<u32>, row0: u32, col0: u32) {
   var c6a = vec4<f32>(0.0); var c6b = vec4<f32>(0.0);
   var c7a = vec4<f32>(0.0); var c7b = vec4<f32>(0.0);
   for (var k0 = 0u; k0 < dims.K; k0 += BK) {
-    // 512 vec4 slots of each slice, 8 per thread, ordered so that neighbouring threads read
-    // neighbouring addresses of the operand as it is stored.
-    for (var i = 0u; i < 8u; i++) {
-      let slot = tid + i * 64u;
-      var q: u32; var k: u32;
-      if (TRANSPOSE_A) { q = slot % 16u; k = slot / 16u; } else { k = slot % BK; q = slot / BK; }
-      let m = row0 + 4u * q;
-      As[k * 16u + q] = vec4<f32>(loadA(m, k0 + k), loadA(m + 1u, k0 + k), loadA(m + 2u, k0 + k), loadA(m + 3u, k0 + k));
-      var p: u32; var kb: u32;
-      if (TRANSPOSE_B) { kb = slot % BK; p = slot / BK; } else { p = slot % 16u; kb = slot / 16u; }
-      let n = col0 + 4u * p;
-      Bs[kb * 16u + p] = vec4<f32>(loadB(k0 + kb, n), loadB(k0 + kb, n + 1u), loadB(k0 + kb, n + 2u), loadB(k0 + kb, n + 3u));
-    }
+    stage(tid, 64u, row0, col0, k0);
     workgroupBarrier();
     for (var k = 0u; k < BK; k++) {
-      let a0 = As[k * 16u + 2u * lid.y];
-      let a1 = As[k * 16u + 2u * lid.y + 1u];
-      let b0 = Bs[k * 16u + 2u * lid.x];
-      let b1 = Bs[k * 16u + 2u * lid.x + 1u];
+      let a0 = As[slot16(k, 2u * lid.y)];
+      let a1 = As[slot16(k, 2u * lid.y + 1u)];
+      let b0 = Bs[slot16(k, 2u * lid.x)];
+      let b1 = Bs[slot16(k, 2u * lid.x + 1u)];
       c0a = fma(vec4<f32>(a0.x), b0, c0a); c0b = fma(vec4<f32>(a0.x), b1, c0b);
       c1a = fma(vec4<f32>(a0.y), b0, c1a); c1b = fma(vec4<f32>(a0.y), b1, c1b);
       c2a = fma(vec4<f32>(a0.z), b0, c2a); c2b = fma(vec4<f32>(a0.z), b1, c2b);
@@ -123,4 +137,46 @@ fn matmulTile(lid: vec3<u32>, row0: u32, col0: u32) {
   store(r + 5u, c, c5a); store(r + 5u, c + 4u, c5b);
   store(r + 6u, c, c6a); store(r + 6u, c + 4u, c6b);
   store(r + 7u, c, c7a); store(r + 7u, c + 4u, c7b);
+}
+
+// The wide variant: 16×16 threads on the same 64×64 block, a 4×4 register block each. Four
+// times the threads per workgroup keeps a GPU's cores busy; a CPU pays for them in barriers.
+@compute @workgroup_size(16, 16)
+fn main_wide(
+  @builtin(local_invocation_id) lid: vec3<u32>,
+  @builtin(workgroup_id) wid: vec3<u32>,
+  @builtin(num_workgroups) groups: vec3<u32>,
+) {
+  let tilesX = (dims.N + BN - 1u) / BN;
+  let tiles = tilesX * ((dims.M + BM - 1u) / BM);
+  for (var tile = wid.x; tile < tiles; tile += groups.x) {
+    wideTile(lid, (tile / tilesX) * BM, (tile % tilesX) * BN);
+  }
+}
+
+fn wideTile(lid: vec3<u32>, row0: u32, col0: u32) {
+  let tid = lid.y * 16u + lid.x;
+  var c0 = vec4<f32>(0.0);
+  var c1 = vec4<f32>(0.0);
+  var c2 = vec4<f32>(0.0);
+  var c3 = vec4<f32>(0.0);
+  for (var k0 = 0u; k0 < dims.K; k0 += BK) {
+    stage(tid, 256u, row0, col0, k0);
+    workgroupBarrier();
+    for (var k = 0u; k < BK; k++) {
+      let a = As[slot16(k, lid.y)];
+      let b = Bs[slot16(k, lid.x)];
+      c0 = fma(vec4<f32>(a.x), b, c0);
+      c1 = fma(vec4<f32>(a.y), b, c1);
+      c2 = fma(vec4<f32>(a.z), b, c2);
+      c3 = fma(vec4<f32>(a.w), b, c3);
+    }
+    workgroupBarrier();
+  }
+  let r = row0 + 4u * lid.y;
+  let c = col0 + 4u * lid.x;
+  store(r, c, c0);
+  store(r + 1u, c, c1);
+  store(r + 2u, c, c2);
+  store(r + 3u, c, c3);
 }

@@ -14,7 +14,7 @@ import {
   denseLayers,
   parameterLayout,
 } from "@pangea/shared";
-import { kernels } from "../kernels/index.ts";
+import { kernels, type MatmulKernels, matmulKernels } from "../kernels/index.ts";
 import { type AdapterReport, acquireDevice } from "./gpu.ts";
 import {
   type Dispatch,
@@ -74,6 +74,7 @@ export class TrainingEngine {
   private adamSteps = 0;
   /** Workgroups per dispatch (few on a software adapter; see workgroupBudget). */
   private readonly budget: number;
+  private readonly matmul: MatmulKernels;
 
   private constructor(
     readonly spec: ModelSpec,
@@ -83,6 +84,7 @@ export class TrainingEngine {
   ) {
     this.layout = parameterLayout(spec);
     this.budget = workgroupBudget(adapter);
+    this.matmul = matmulKernels(adapter);
     this.lost = device.lost.then((info) => {
       this.lostInfo = info;
       return info;
@@ -418,7 +420,7 @@ export class TrainingEngine {
       const n = B * layer.outputs;
       add(
         device,
-        kernels.matmulForward,
+        this.matmul.forward,
         uniformOf([B, layer.outputs, layer.inputs, 0, w.offset, 0, 0, 0]),
         [input(i), b.params!, b[`z${i}`]!],
         matmulGroups(B, layer.outputs, this.budget),
@@ -470,7 +472,7 @@ export class TrainingEngine {
       }
       add(
         device,
-        kernels.matmulBackwardWeight,
+        this.matmul.backwardWeight,
         uniformOf([layer.inputs, layer.outputs, B, 0, 0, w.offset, 0, 0]),
         [input(i), dz, b.grads!],
         matmulGroups(layer.inputs, layer.outputs, this.budget),
@@ -486,7 +488,7 @@ export class TrainingEngine {
         const dOut = dIn === b.dA ? b.dB! : b.dA!;
         add(
           device,
-          kernels.matmulBackwardInput,
+          this.matmul.backwardInput,
           uniformOf([B, layer.inputs, layer.outputs, 0, w.offset, 0, 0, 0]),
           [dz, b.params!, dOut],
           matmulGroups(B, layer.inputs, this.budget),
