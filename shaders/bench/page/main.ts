@@ -294,7 +294,14 @@ export async function runBench(options: {
     const [m, k, n] = shape;
     const flops = 2 * m * k * n;
     const ourMatmul = (software: boolean) =>
-      oursMatmul(ours.device, matmulKernels({ softwareFallback: software }).forward, budget, m, k, n);
+      oursMatmul(
+        ours.device,
+        matmulKernels({ softwareFallback: software }).forward,
+        budget,
+        m,
+        k,
+        n,
+      );
     const contenders: Array<[string, () => Promise<number>, string | undefined]> = [
       ["pangea", () => ourMatmul(ours.adapter.softwareFallback), undefined],
       // The variant the engine does not pick on this adapter, for comparison.

@@ -1,0 +1,203 @@
+import { encodeMessage, mlpSpec } from "@pangea/shared";
+import { describe, expect, it } from "vitest";
+import { Simulation } from "../testing/simulation.ts";
+import { MemoryStore } from "./memory-store.ts";
+import type { RunConfigInput } from "./run-config.ts";
+
+const model = mlpSpec([16, 24, 4], { seed: 3 });
+const blobs = (over: RunConfigInput = {}): RunConfigInput => ({
+  name: "blobs",
+  model,
+  dataset: "blobs",
+  batchSize: 32,
+  evaluateEvery: 5,
+  stop: { targetAccuracy: 0.9, versions: 2000 },
+  ...over,
+});
+
+function train(sim: Simulation, config: RunConfigInput, workers: number) {
+  const run = sim.coordinator.createRun(config);
+  for (let i = 0; i < workers; i++) sim.addWorker({ runId: run.id });
+  sim.runUntil(() => run.record.state === "finished");
+  return run;
+}
+
+describe("the coordinator, with headless workers in one process", () => {
+  it.each([
+    ["synchronous", { kind: "synchronous", targetUpdates: 4, stragglerMs: 5000 }],
+    ["asynchronous", { kind: "asynchronous", maxStaleness: 4, buffer: 1 }],
+    ["localSgd", { kind: "localSgd", innerSteps: 4, targetUpdates: 4, stragglerMs: 5000 }],
+  ] as const)("trains to the target with the %s strategy", (_, strategy) => {
+    const sim = new Simulation();
+    const run = train(
+      sim,
+      blobs({
+        strategy,
+        local: { kind: "momentum", learningRate: 0.05 },
+        optimizer: strategy.kind === "localSgd" ? {} : { learningRate: 3e-3 },
+      }),
+      4,
+    );
+    expect(run.record.evaluation!.accuracy).toBeGreaterThanOrEqual(0.9);
+    expect(run.record.version).toBeLessThan(2000);
+    // Each worker took part and every update was accounted for.
+    for (const w of sim.workers.keys()) expect(w.acks).toBeGreaterThan(0);
+    expect(run.record.counters.updatesAccepted).toBeGreaterThan(0);
+  });
+
+  it("closes a synchronous version at the straggler deadline with what arrived", () => {
+    const sim = new Simulation();
+    const run = sim.coordinator.createRun(
+      blobs({ strategy: { kind: "synchronous", targetUpdates: 8, stragglerMs: 3000 } }),
+    );
+    const w = sim.addWorker({ runId: run.id });
+    sim.runUntil(() => w.updatesSent >= 1);
+    const first = sim.clock.t;
+    // One update of the eight the version wants; the worker waits for the next version.
+    sim.runUntil(() => w.acks >= 1, 10_000);
+    expect(run.record.version).toBe(1);
+    expect(w.updatesSent).toBe(1);
+    expect(sim.clock.t - first).toBeGreaterThanOrEqual(2900);
+  });
+
+  it("commits each version to the store before acknowledging or announcing it", () => {
+    const store = new MemoryStore();
+    const sim = new Simulation(store);
+    const seen: Array<[number, number]> = [];
+    const run = sim.coordinator.createRun(
+      blobs({ strategy: { kind: "asynchronous" }, stop: { versions: 30 } }),
+    );
+    sim.addWorker({
+      runId: run.id,
+      onMessage: (p) => {
+        if (p.type === "ack" || p.type === "parameters")
+          seen.push([p.version, store.loadRun(run.id)!.record.version]);
+      },
+    });
+    sim.runUntil(() => run.record.state === "finished");
+    expect(seen.length).toBeGreaterThan(30);
+    for (const [told, committed] of seen) expect(committed).toBeGreaterThanOrEqual(told);
+  });
+
+  it("resumes every run at its last committed version after a restart, and goes on", () => {
+    const sim = new Simulation();
+    const run = sim.coordinator.createRun(blobs({ strategy: { kind: "asynchronous" } }));
+    const workers = [sim.addWorker({ runId: run.id }), sim.addWorker({ runId: run.id })];
+    sim.runUntil(() => run.record.version >= 12);
+    const committed = sim.store.loadRun(run.id)!;
+    sim.restart();
+    const resumed = sim.coordinator.runs.get(run.id)!;
+    expect(resumed.record.version).toBe(committed.record.version);
+    expect([...resumed.parameters]).toEqual([...committed.parameters]);
+    for (const w of workers) {
+      sim.dropWorker(w);
+      sim.addWorker({ runId: run.id, sessionToken: w.sessionToken });
+    }
+    sim.runUntil(() => resumed.record.state === "finished");
+    expect(resumed.record.evaluation!.accuracy).toBeGreaterThanOrEqual(0.9);
+  });
+
+  it("answers a malformed frame with an error and changes nothing", () => {
+    const sim = new Simulation();
+    const run = sim.coordinator.createRun(blobs());
+    const frames: Uint8Array[] = [];
+    const peer = {
+      send: (f: Uint8Array) => frames.push(f),
+      close: () => {},
+      bufferedAmount: () => 0,
+    };
+    sim.coordinator.connect(peer);
+    const hostile = new Uint8Array(16);
+    new DataView(hostile.buffer).setUint32(0, 0x7fffffff, true);
+    sim.coordinator.receive(peer, hostile);
+    sim.coordinator.receive(peer, new Uint8Array(3));
+    const lease = encodeMessage({
+      messageId: "m1",
+      sender: "x",
+      recipient: "coordinator",
+      timestamp: 0,
+      payload: { type: "leaseRequest", maxBatches: 1 },
+    });
+    sim.coordinator.receive(peer, lease);
+    expect(frames).toHaveLength(3);
+    expect(run.record.version).toBe(0);
+    expect(run.scheduler.liveLeases()).toHaveLength(0);
+    expect(sim.coordinator.counters.framesRefused).toBe(2);
+  });
+
+  it("pauses and resumes: no leases while paused, training goes on after", () => {
+    const sim = new Simulation();
+    const run = sim.coordinator.createRun(blobs({ strategy: { kind: "asynchronous" } }));
+    const w = sim.addWorker({ runId: run.id });
+    sim.runUntil(() => run.record.version >= 3);
+    sim.coordinator.setRunState(run.id, "paused");
+    const at = run.record.version;
+    sim.runUntil(() => false, 2000);
+    expect(run.record.version).toBe(at);
+    expect(run.scheduler.liveLeases()).toHaveLength(0);
+    expect(w.refusals).toContain("runNotActive");
+    sim.coordinator.setRunState(run.id, "running");
+    sim.runUntil(() => run.record.version > at + 3, 100_000);
+    expect(run.record.version).toBeGreaterThan(at + 3);
+  });
+
+  it("keeps a run's sessions, updates and parameters apart from another run's", () => {
+    const sim = new Simulation();
+    const a = sim.coordinator.createRun(blobs({ strategy: { kind: "asynchronous" } }));
+    const b = sim.coordinator.createRun(blobs({ strategy: { kind: "asynchronous" }, seed: 9 }));
+    sim.addWorker({ runId: a.id });
+    sim.runUntil(() => a.record.version >= 10);
+    expect(b.record.version).toBe(0);
+    expect(b.sessions.size).toBe(0);
+  });
+});
+
+describe("an adversarial minority (2 of 10 workers)", () => {
+  // Mostly sign flips, with every other misbehaviour in between.
+  const attacks = [
+    "signFlip",
+    "signFlip",
+    "nan",
+    "signFlip",
+    "wrongShape",
+    "signFlip",
+    "foreignLease",
+  ] as const;
+  const attacked = (kind: "mean" | "trimmedMean") => {
+    const sim = new Simulation();
+    const run = sim.coordinator.createRun(
+      blobs({
+        strategy: { kind: "asynchronous", maxStaleness: 4, buffer: 10 },
+        aggregation: { kind, trim: 0.2 },
+        optimizer: { learningRate: 3e-3 },
+        stop: { targetAccuracy: 0.9, versions: 150 },
+        maxUpdateNorm: 1e6,
+        quarantineAfter: 1000,
+      }),
+    );
+    for (let i = 0; i < 8; i++) sim.addWorker({ runId: run.id });
+    for (let i = 0; i < 2; i++) sim.addWorker({ runId: run.id, attacks: [...attacks] });
+    let nan = false;
+    sim.runUntil(() => {
+      if (run.parameters.some((v) => !Number.isFinite(v))) nan = true;
+      return nan || run.record.state === "finished";
+    });
+    return { run, nan };
+  };
+
+  it("is refused or outvoted: with trimmed mean the run reaches the target and no NaN reaches the parameters", () => {
+    const { run, nan } = attacked("trimmedMean");
+    expect(nan).toBe(false);
+    expect(run.record.evaluation!.accuracy).toBeGreaterThanOrEqual(0.9);
+    const refused = run.record.counters.updatesRefused;
+    expect(refused.nonFinite).toBeGreaterThan(0);
+    expect(refused.shapeMismatch).toBeGreaterThan(0);
+    expect(refused.unknownLease).toBeGreaterThan(0);
+  });
+
+  it("hurts a plain mean (so the attack is real)", () => {
+    const { run, nan } = attacked("mean");
+    expect(nan).toBe(false);
+    expect(run.record.evaluation?.accuracy ?? 0).toBeLessThan(0.9);
+  });
+});

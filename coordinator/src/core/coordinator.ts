@@ -1,0 +1,356 @@
+// The coordinator: every run, every connected session, and the routing between them. A runtime
+// adapter hands it connections (Peer), frames and a periodic tick; it never throws back at the
+// adapter: a bad frame, an unknown run or a bug in one handler becomes an error message to that
+// peer and changes nothing else.
+import {
+  decodeMessage,
+  encodeMessage,
+  type Payload,
+  type TrainingConfig,
+  type WireMessage,
+} from "@pangea/shared";
+import type { Clock, Peer, RunRecord, Store } from "./ports.ts";
+import { Run, type Outgoing } from "./run.ts";
+import { type RunConfig, type RunConfigInput, resolveRunConfig } from "./run-config.ts";
+
+export const PROTOCOL_VERSION = 1;
+/** Sessions are asked to send a heartbeat this often; one silent for 3× this is dropped. */
+export const HEARTBEAT_MS = 10_000;
+/** Parameter broadcasts to a peer with more than this queued are skipped (it gets the next). */
+const BACKPRESSURE_BYTES = 8 * 1024 * 1024;
+
+interface Session {
+  id: string;
+  token: string;
+  runId: string;
+  peer: Peer | undefined;
+}
+
+/** Counters for /metrics, since the process started. */
+export interface CoordinatorCounters {
+  framesIn: number;
+  framesRefused: number;
+  bytesIn: number;
+  bytesOut: number;
+  broadcastsSkipped: number;
+}
+
+export class Coordinator {
+  readonly runs = new Map<string, Run>();
+  private readonly sessions = new Map<string, Session>();
+  private readonly byToken = new Map<string, Session>();
+  private readonly peers = new Map<Peer, Session | undefined>();
+  private messageCount = 0;
+  readonly counters: CoordinatorCounters = {
+    framesIn: 0,
+    framesRefused: 0,
+    bytesIn: 0,
+    bytesOut: 0,
+    broadcastsSkipped: 0,
+  };
+
+  constructor(
+    readonly store: Store,
+    readonly clock: Clock,
+  ) {
+    // Every run resumes at its last committed version.
+    const now = clock.now();
+    for (const record of store.listRuns()) {
+      const snapshot = store.loadRun(record.id);
+      if (snapshot) this.runs.set(record.id, Run.load(snapshot, store, now));
+    }
+  }
+
+  // --- runs (the HTTP API calls these) ------------------------------------------------------
+
+  createRun(input: RunConfigInput, start = true): Run {
+    const config: RunConfig = resolveRunConfig(input);
+    const now = this.clock.now();
+    const run = Run.create(randomId("run"), config, this.store, now);
+    this.runs.set(run.id, run);
+    if (start) this.route(run, run.setState("running", now));
+    return run;
+  }
+
+  setRunState(id: string, state: "running" | "paused" | "stopped"): Run {
+    const run = this.runs.get(id);
+    if (!run) throw new Error(`no run ${id}`);
+    this.route(run, run.setState(state, this.clock.now()));
+    return run;
+  }
+
+  listRuns(): RunRecord[] {
+    return [...this.runs.values()].map((r) => r.record);
+  }
+
+  /** The largest frame a session may send: the biggest run's fp32 update and some room. */
+  maxFrameBytes(): number {
+    let largest = 0;
+    for (const run of this.runs.values()) largest = Math.max(largest, run.parameters.length * 4);
+    return Math.max(1 << 20, largest + (64 << 10));
+  }
+
+  // --- connections --------------------------------------------------------------------------
+
+  connect(peer: Peer): void {
+    this.peers.set(peer, undefined);
+  }
+
+  disconnect(peer: Peer): void {
+    const session = this.peers.get(peer);
+    this.peers.delete(peer);
+    if (session && session.peer === peer) {
+      session.peer = undefined;
+      this.runs.get(session.runId)?.leave(session.id, this.clock.now());
+    }
+  }
+
+  /** One frame from a peer. Never throws. */
+  receive(peer: Peer, frame: Uint8Array): void {
+    this.counters.framesIn++;
+    this.counters.bytesIn += frame.byteLength;
+    let ref = "";
+    try {
+      const decoded = decodeMessage(frame, { maxFrameBytes: this.maxFrameBytes() });
+      if (!decoded.ok) {
+        this.counters.framesRefused++;
+        const code = decoded.error.code === "frame-too-large" ? "frameTooLarge" : "malformedFrame";
+        {
+          this.reply(peer, error(code, decoded.error.message));
+          return;
+        }
+      }
+      ref = decoded.message.messageId;
+      this.handle(peer, decoded.message);
+    } catch (e) {
+      // A bug, not the peer's fault: say so to this peer only, and keep serving everyone.
+      console.error("coordinator: internal error handling a frame", e);
+      this.reply(peer, error("internal", "the coordinator failed on this message", ref));
+    }
+  }
+
+  /** Periodic work: lease expiry, straggler deadlines, silent sessions. */
+  tick(): void {
+    const now = this.clock.now();
+    for (const run of this.runs.values()) {
+      try {
+        this.route(run, run.tick(now));
+        for (const s of run.sessions.values()) {
+          if (s.connected && now - s.lastSeen > 3 * HEARTBEAT_MS) {
+            const session = this.sessions.get(s.id);
+            session?.peer?.close(4000, "no heartbeat");
+            if (session?.peer) this.disconnect(session.peer);
+          }
+        }
+      } catch (e) {
+        console.error(`coordinator: tick failed for run ${run.id}`, e);
+      }
+    }
+  }
+
+  // --- messages -----------------------------------------------------------------------------
+
+  private handle(peer: Peer, m: WireMessage): void {
+    const p = m.payload;
+    if (p.type === "join") {
+      this.join(peer, m.messageId, p);
+      return;
+    }
+    const session = this.peers.get(peer);
+    if (!session) {
+      this.reply(peer, error("notJoined", "send a join message first", m.messageId));
+      return;
+    }
+    const run = this.runs.get(session.runId)!;
+    const now = this.clock.now();
+    run.seen(session.id, now);
+    switch (p.type) {
+      case "leaseRequest": {
+        const answer = run.requestLease(session.id, now);
+        if (answer.type === "error") answer.ref = m.messageId;
+        {
+          this.reply(peer, answer);
+          return;
+        }
+      }
+      case "gradientUpdate": {
+        this.route(run, run.submit(session.id, m.messageId, p, now));
+        return;
+      }
+      case "heartbeat":
+        run.seen(session.id, now, p.samplesPerSecond);
+        {
+          this.reply(peer, { type: "heartbeat", sentAt: p.sentAt, samplesPerSecond: 0 });
+          return;
+        }
+      case "leave":
+        this.disconnect(peer);
+        peer.close(1000, "left");
+        return;
+      case "signal": {
+        const to = this.sessions.get(m.recipient);
+        if (!to || to.runId !== session.runId || !to.peer) {
+          this.reply(peer, error("unknownRun", "no such session in this run", m.messageId));
+          return;
+        }
+        {
+          this.send(to.peer, { type: "signal", payload: p.payload }, session.id);
+          return;
+        }
+      }
+      default: {
+        this.reply(
+          peer,
+          error("unsupportedMessage", `a worker does not send ${p.type} messages`, m.messageId),
+        );
+        return;
+      }
+    }
+  }
+
+  private join(peer: Peer, ref: string, p: Extract<Payload, { type: "join" }>): void {
+    if (p.protocolVersion !== PROTOCOL_VERSION) {
+      this.reply(
+        peer,
+        error("protocolVersion", `this coordinator speaks protocol ${PROTOCOL_VERSION}`, ref),
+      );
+      return;
+    }
+    const run = p.runId ? this.runs.get(p.runId) : this.pickRun();
+    if (!run) {
+      this.reply(
+        peer,
+        error(
+          "unknownRun",
+          p.runId ? `no run ${p.runId}` : "no run is active",
+          ref,
+          p.runId ? 0 : 5000,
+        ),
+      );
+      return;
+    }
+    const now = this.clock.now();
+    // A known token resumes its session (same id, same stats); anything else starts a new one.
+    let session = p.sessionToken ? this.byToken.get(p.sessionToken) : undefined;
+    if (session && session.runId !== run.id) session = undefined;
+    if (session?.peer && session.peer !== peer) {
+      const old = session.peer;
+      this.peers.delete(old);
+      old.close(4001, "replaced by a newer connection of this session");
+    }
+    if (!session) {
+      session = { id: randomId("s"), token: randomId("t", 16), runId: run.id, peer };
+      this.sessions.set(session.id, session);
+      this.byToken.set(session.token, session);
+    }
+    session.peer = peer;
+    this.peers.set(peer, session);
+    run.join(session.id, p.client, now);
+    this.send(peer, {
+      type: "welcome",
+      runId: run.id,
+      sessionId: session.id,
+      sessionToken: session.token,
+      model: run.config.model,
+      version: run.record.version,
+      parameters: run.parameterTensors(),
+      training: trainingConfig(run.config),
+      heartbeatMs: HEARTBEAT_MS,
+      maxFrameBytes: this.maxFrameBytes(),
+    });
+    if (!run.active)
+      this.reply(
+        peer,
+        error(
+          "runNotActive",
+          `the run is ${run.record.state}`,
+          ref,
+          run.record.state === "paused" ? 2000 : 0,
+        ),
+      );
+  }
+
+  /** The most recently created running run. */
+  private pickRun(): Run | undefined {
+    return [...this.runs.values()]
+      .filter((r) => r.active)
+      .sort((a, b) => b.record.createdAt - a.record.createdAt)[0];
+  }
+
+  private route(run: Run, out: Outgoing[]): void {
+    for (const o of out) {
+      if (o.to === "*") {
+        let frame: Uint8Array | undefined;
+        for (const s of run.sessions.values()) {
+          const peer = this.sessions.get(s.id)?.peer;
+          if (!peer || s.quarantined) continue;
+          if (o.payload.type === "parameters" && peer.bufferedAmount() > BACKPRESSURE_BYTES) {
+            this.counters.broadcastsSkipped++;
+            continue;
+          }
+          frame ??= this.encode(o.payload, "");
+          this.transmit(peer, frame);
+        }
+      } else {
+        const peer = this.sessions.get(o.to)?.peer;
+        if (peer) this.send(peer, o.payload);
+      }
+    }
+  }
+
+  private reply(peer: Peer, payload: Payload): void {
+    this.send(peer, payload);
+  }
+
+  private send(peer: Peer, payload: Payload, sender = "coordinator"): void {
+    this.transmit(peer, this.encode(payload, this.peers.get(peer)?.id ?? "", sender));
+  }
+
+  private encode(payload: Payload, recipient: string, sender = "coordinator"): Uint8Array {
+    return encodeMessage({
+      messageId: `c${++this.messageCount}`,
+      sender,
+      recipient,
+      timestamp: this.clock.now(),
+      payload,
+    });
+  }
+
+  private transmit(peer: Peer, frame: Uint8Array): void {
+    this.counters.bytesOut += frame.byteLength;
+    try {
+      peer.send(frame);
+    } catch {
+      // A socket that died mid-send is cleaned up by its close event.
+    }
+  }
+}
+
+function error(
+  code: Extract<Payload, { type: "error" }>["code"],
+  message: string,
+  ref = "",
+  retryAfterMs = 0,
+): Payload {
+  return { type: "error", code, message, ref, retryAfterMs };
+}
+
+/** What a worker needs of the run's configuration, in the wire's terms. */
+export function trainingConfig(c: RunConfig): TrainingConfig {
+  return {
+    strategy: c.strategy.kind,
+    batchSize: c.batchSize,
+    innerSteps: c.strategy.kind === "localSgd" ? c.strategy.innerSteps : 1,
+    localOptimizer: c.local.kind,
+    learningRate: c.local.learningRate,
+    momentum: c.local.momentum,
+    weightDecay: c.local.weightDecay,
+    updateEncoding: c.updateEncoding,
+  };
+}
+
+/** A random id from the Web Crypto API (available in Node, browsers and workerd alike). */
+export function randomId(prefix: string, bytes = 9): string {
+  const b = crypto.getRandomValues(new Uint8Array(bytes));
+  return `${prefix}_${[...b].map((x) => x.toString(36).padStart(2, "0")).join("")}`;
+}

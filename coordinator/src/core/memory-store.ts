@@ -1,0 +1,51 @@
+// The Store in memory: for the core's tests and for a coordinator started without a data
+// directory. Snapshots are copied in and out, so a caller's later writes never leak into it.
+import type { MetricPoint, RunRecord, RunSnapshot, Store } from "./ports.ts";
+
+const copy = (s: RunSnapshot): RunSnapshot => structuredClone(s);
+
+export class MemoryStore implements Store {
+  private readonly runs = new Map<string, RunSnapshot>();
+  private readonly points = new Map<string, MetricPoint[]>();
+  /** Counts commits, so tests can see that a version was written before it was announced. */
+  commits = 0;
+
+  listRuns(): RunRecord[] {
+    return [...this.runs.values()].map((s) => structuredClone(s.record));
+  }
+
+  loadRun(id: string): RunSnapshot | undefined {
+    const s = this.runs.get(id);
+    return s && copy(s);
+  }
+
+  createRun(snapshot: RunSnapshot): void {
+    if (this.runs.has(snapshot.record.id)) throw new Error(`run ${snapshot.record.id} exists`);
+    this.runs.set(snapshot.record.id, copy(snapshot));
+  }
+
+  commitVersion(snapshot: RunSnapshot, metric?: MetricPoint): void {
+    this.runs.set(snapshot.record.id, copy(snapshot));
+    if (metric) this.pointsOf(snapshot.record.id).push({ ...metric });
+    this.commits++;
+  }
+
+  updateRun(record: RunRecord): void {
+    const s = this.runs.get(record.id);
+    if (!s) throw new Error(`no run ${record.id}`);
+    s.record = structuredClone(record);
+  }
+
+  metrics(runId: string, limit = 10_000): MetricPoint[] {
+    return this.pointsOf(runId).slice(-limit);
+  }
+
+  private pointsOf(id: string): MetricPoint[] {
+    let p = this.points.get(id);
+    if (!p) {
+      p = [];
+      this.points.set(id, p);
+    }
+    return p;
+  }
+}

@@ -1,0 +1,78 @@
+// What the core needs from its runtime. The Node server and the Durable Object each implement
+// these; the core imports nothing else of theirs. The Store is synchronous on purpose: SQLite
+// through better-sqlite3 and a Durable Object's storage.sql both are, and a version must be
+// committed before anyone hears of it without an await in between.
+import type { RunConfig } from "./run-config.ts";
+import type { EpochProgress } from "./scheduler.ts";
+import type { OptimizerState } from "./server-optimizer.ts";
+
+export type RunState = "created" | "running" | "paused" | "stopped" | "finished";
+
+/** Counters kept with the run (the Prometheus endpoint and the dashboard read them). */
+export interface RunCounters {
+  updatesAccepted: number;
+  /** Refused updates by ErrorCode. */
+  updatesRefused: Record<string, number>;
+  leaseReissues: number;
+  samples: number;
+}
+
+export interface RunRecord {
+  id: string;
+  config: RunConfig;
+  state: RunState;
+  version: number;
+  createdAt: number;
+  updatedAt: number;
+  counters: RunCounters;
+  /** The latest evaluation, if any. */
+  evaluation?: { version: number; loss: number; accuracy: number; at: number };
+}
+
+/** Everything a run needs to resume at a committed version. */
+export interface RunSnapshot {
+  record: RunRecord;
+  parameters: Float32Array;
+  optimizer: OptimizerState;
+  progress: EpochProgress;
+}
+
+export interface MetricPoint {
+  runId: string;
+  version: number;
+  epoch: number;
+  at: number;
+  /** The coordinator's own evaluation on held-out data (absent between evaluations). */
+  testLoss?: number;
+  testAccuracy?: number;
+  /** Mean of the workers' claimed training loss over the version's updates. */
+  trainLoss: number;
+  samplesPerSecond: number;
+  workers: number;
+}
+
+export interface Store {
+  listRuns(): RunRecord[];
+  loadRun(id: string): RunSnapshot | undefined;
+  /** Writes a new run at version 0. */
+  createRun(snapshot: RunSnapshot): void;
+  /** Atomically replaces the run's row, parameters, optimizer state and progress; adds a metric. */
+  commitVersion(snapshot: RunSnapshot, metric?: MetricPoint): void;
+  /** Changes only the run's row (state, counters). */
+  updateRun(record: RunRecord): void;
+  /** The run's metric history, oldest first, at most `limit` points (the latest ones). */
+  metrics(runId: string, limit?: number): MetricPoint[];
+}
+
+/** One connected tab or worker, as the runtime's socket. */
+export interface Peer {
+  send(frame: Uint8Array): void;
+  /** Closes the connection with a WebSocket close code and a reason. */
+  close(code: number, reason: string): void;
+  /** Bytes queued and not yet sent, where the runtime can tell (for backpressure). */
+  bufferedAmount(): number;
+}
+
+export interface Clock {
+  now(): number;
+}

@@ -1,0 +1,604 @@
+// One training run: its parameters and optimizer, its scheduler, the sessions training it, and
+// the version being gathered. Methods take the current time and return the messages to send;
+// the Coordinator routes them. Every version is committed to the Store before any of those
+// messages (acknowledgements, parameters) is returned, so nothing announced can be lost.
+import {
+  type ClientInfo,
+  type GradientUpdate,
+  gatherBatch,
+  initParameters,
+  type ParameterLayout,
+  type Payload,
+  parameterLayout,
+  type Tensor,
+} from "@pangea/shared";
+import { evaluate } from "@pangea/shaders/reference";
+import { aggregate, updateNorm, type WeightedUpdate } from "./aggregate.ts";
+import { type DatasetSplit, loadDataset } from "./datasets.ts";
+import type { MetricPoint, RunRecord, RunSnapshot, RunState, Store } from "./ports.ts";
+import type { RunConfig } from "./run-config.ts";
+import { batchSamples, type Lease, Scheduler } from "./scheduler.ts";
+import { applyUpdate, initialOptimizerState, type OptimizerState } from "./server-optimizer.ts";
+import { checkUpdate, type Refusal } from "./validate.ts";
+
+/** A message for one session of this run, or for all of them ("*"). */
+export interface Outgoing {
+  to: string;
+  payload: Payload;
+}
+
+export interface SessionStats {
+  id: string;
+  client: ClientInfo;
+  joinedAt: number;
+  lastSeen: number;
+  connected: boolean;
+  /** Measured from lease to accepted update (samples × inner steps per second); 0 = unknown. */
+  samplesPerSecond: number;
+  updatesAccepted: number;
+  updatesRefused: number;
+  strikes: number;
+  quarantined: boolean;
+}
+
+interface Contribution {
+  key: string;
+  lease: Lease;
+  sessionId: string;
+  messageId: string;
+  tensors: Float32Array[];
+  weight: number;
+  loss: number;
+  samples: number;
+}
+
+/** Refusals that no honest worker produces: they count towards quarantine. */
+const STRIKES = new Set(["shapeMismatch", "nonFinite", "normTooLarge", "unsupportedMessage"]);
+/** Live leases one session may hold at once. */
+const MAX_LEASES = 2;
+/** Two copies of one batch from one version differing by more than this (relative L2) disagree. */
+const REPLICA_TOLERANCE = 0.05;
+
+export class Run {
+  readonly layout: ParameterLayout;
+  readonly data: DatasetSplit;
+  readonly scheduler: Scheduler;
+  readonly sessions = new Map<string, SessionStats>();
+  private round: Contribution[] = [];
+  private roundOpenedAt = 0;
+  /** First accepted copy of each redundant batch, kept until its replica arrives or the epoch moves on. */
+  private readonly firstCopies = new Map<
+    string,
+    { tensors: Float32Array[]; sessionId: string; base: number }
+  >();
+  private lastCommitAt: number;
+
+  private constructor(
+    public record: RunRecord,
+    readonly parameters: Float32Array,
+    readonly optimizer: OptimizerState,
+    progress: RunSnapshot["progress"],
+    private readonly store: Store,
+    now: number,
+  ) {
+    this.layout = parameterLayout(record.config.model);
+    this.data = loadDataset(record.config.dataset, record.config.model);
+    const batches = Math.ceil(this.data.train.count / record.config.batchSize);
+    this.scheduler = new Scheduler(
+      batches,
+      record.config.seed,
+      record.config.redundancy,
+      progress,
+      now * 1000,
+    );
+    this.lastCommitAt = now;
+  }
+
+  /** A new run at version 0, written to the Store. */
+  static create(id: string, config: RunConfig, store: Store, now: number): Run {
+    const parameters = initParameters(config.model, config.model.seed);
+    const record: RunRecord = {
+      id,
+      config,
+      state: "created",
+      version: 0,
+      createdAt: now,
+      updatedAt: now,
+      counters: { updatesAccepted: 0, updatesRefused: {}, leaseReissues: 0, samples: 0 },
+    };
+    const optimizer = initialOptimizerState(config.optimizer, parameters.length);
+    const progress = { epoch: 0, done: [] };
+    store.createRun({ record, parameters, optimizer, progress });
+    return new Run(record, parameters, optimizer, progress, store, now);
+  }
+
+  /** The run as last committed. */
+  static load(snapshot: RunSnapshot, store: Store, now: number): Run {
+    const { record, parameters, optimizer, progress } = snapshot;
+    return new Run(record, parameters, optimizer, progress, store, now);
+  }
+
+  get id(): string {
+    return this.record.id;
+  }
+
+  get config(): RunConfig {
+    return this.record.config;
+  }
+
+  get epoch(): number {
+    return this.scheduler.epoch;
+  }
+
+  get active(): boolean {
+    return this.record.state === "running";
+  }
+
+  /** The parameters as wire tensors (views, not copies). */
+  parameterTensors(): Tensor[] {
+    return this.layout.slots.map((s) => ({
+      shape: s.shape,
+      dtype: "float32",
+      name: s.name,
+      data: this.parameters.subarray(s.offset, s.offset + s.size),
+    }));
+  }
+
+  // --- sessions ---------------------------------------------------------------------------
+
+  /** A session (new, or resumed after a reconnect) takes part. */
+  join(sessionId: string, client: ClientInfo, now: number): void {
+    const known = this.sessions.get(sessionId);
+    if (known) {
+      known.connected = true;
+      known.lastSeen = now;
+      known.client = client;
+      return;
+    }
+    this.sessions.set(sessionId, {
+      id: sessionId,
+      client,
+      joinedAt: now,
+      lastSeen: now,
+      connected: true,
+      samplesPerSecond: 0,
+      updatesAccepted: 0,
+      updatesRefused: 0,
+      strikes: 0,
+      quarantined: false,
+    });
+  }
+
+  /** The session's connection ended: its leases go back at once. */
+  leave(sessionId: string, now: number): void {
+    const s = this.sessions.get(sessionId);
+    if (s) {
+      s.connected = false;
+      s.lastSeen = now;
+    }
+    this.scheduler.release(sessionId);
+  }
+
+  seen(sessionId: string, now: number, samplesPerSecond?: number): void {
+    const s = this.sessions.get(sessionId);
+    if (!s) return;
+    s.lastSeen = now;
+    if (samplesPerSecond && s.samplesPerSecond === 0 && Number.isFinite(samplesPerSecond))
+      s.samplesPerSecond = samplesPerSecond;
+  }
+
+  // --- leases -----------------------------------------------------------------------------
+
+  /** A lease with its batch, or the reason there is none for this session now. */
+  requestLease(sessionId: string, now: number): Payload {
+    const s = this.sessions.get(sessionId);
+    if (!s) return error("notJoined", "join this run first");
+    if (s.quarantined) return error("quarantined", "this session's updates kept failing checks");
+    if (!this.active)
+      return error(
+        "runNotActive",
+        `the run is ${this.record.state}`,
+        this.record.state === "paused" ? 2000 : 0,
+      );
+    this.expire(now);
+    // One vote per session per version: a session whose update is already in the open version
+    // waits for the next one. Besides fairness, this keeps a fast (or hostile) session from
+    // taking every batch of an epoch.
+    if (this.round.some((e) => e.sessionId === sessionId))
+      return error(
+        "rateLimited",
+        "this session's update is in the open version; wait for the next",
+        250,
+      );
+    if (this.scheduler.liveLeases().filter((l) => l.sessionId === sessionId).length >= MAX_LEASES)
+      return error("rateLimited", `a session holds at most ${MAX_LEASES} leases at once`, 250);
+    const c = this.config;
+    const steps = c.strategy.kind === "localSgd" ? c.strategy.innerSteps : 1;
+    const work = c.batchSize * steps;
+    // A deadline from the session's measured speed (4× its expected time, plus 2 s of network),
+    // within [2 s, leaseMs]; the full leaseMs while its speed is unknown.
+    const duration =
+      s.samplesPerSecond > 0
+        ? Math.round(Math.min(c.leaseMs, Math.max(2000, (4000 * work) / s.samplesPerSecond + 2000)))
+        : c.leaseMs;
+    const lease = this.scheduler.issue(sessionId, now, duration, this.record.version);
+    if (!lease)
+      return error(
+        "rateLimited",
+        "every batch of this epoch is leased or being aggregated; ask again shortly",
+        250,
+      );
+    const indices = batchSamples(this.data.train.count, c.batchSize, c.seed, lease.batch);
+    const batch = gatherBatch(this.data.train, indices);
+    return {
+      type: "lease",
+      leaseId: lease.id,
+      baseVersion: lease.baseVersion,
+      deadline: lease.deadline,
+      innerSteps: steps,
+      batch: {
+        batchId: `${lease.epoch}:${lease.batch}`,
+        epoch: lease.epoch,
+        index: lease.batch,
+        samples: {
+          shape: [indices.length, ...this.data.train.inputShape],
+          dtype: "float32",
+          data: batch.inputs,
+        },
+        labels: { shape: [indices.length], dtype: "int32", data: batch.labels },
+      },
+    };
+  }
+
+  // --- updates ----------------------------------------------------------------------------
+
+  /** Checks an update and takes it into the version being gathered; may close that version. */
+  submit(sessionId: string, messageId: string, u: GradientUpdate, now: number): Outgoing[] {
+    const s = this.sessions.get(sessionId);
+    if (!s)
+      return [{ to: sessionId, payload: error("notJoined", "join this run first", 0, messageId) }];
+    if (s.quarantined)
+      return [
+        {
+          to: sessionId,
+          payload: error("quarantined", "this session's updates kept failing checks", 0, messageId),
+        },
+      ];
+    if (!this.active)
+      return [
+        {
+          to: sessionId,
+          payload: error("runNotActive", `the run is ${this.record.state}`, 2000, messageId),
+        },
+      ];
+    const lease = this.scheduler.get(u.leaseId);
+    const checked = checkUpdate(u, {
+      sessionId,
+      lease,
+      now,
+      version: this.record.version,
+      strategy: this.config.strategy,
+      layout: this.layout,
+      maxNorm: this.config.maxUpdateNorm,
+    });
+    if (!checked.ok) {
+      // The session's own lease ends with the refusal, so its batch is handed out again.
+      if (lease && lease.sessionId === sessionId) this.scheduler.revoke(lease.id);
+      return this.refuse(s, checked, messageId);
+    }
+    const l = lease!;
+    const out: Outgoing[] = [];
+    const elapsed = Math.max(1, now - l.issuedAt);
+    const work = u.sampleCount * Math.max(1, u.innerSteps ?? 1);
+    const speed = (1000 * work) / elapsed;
+    s.samplesPerSecond = s.samplesPerSecond === 0 ? speed : 0.7 * s.samplesPerSecond + 0.3 * speed;
+    s.lastSeen = now;
+    const batchKey = `${l.epoch}:${l.batch}`;
+    if (this.scheduler.accept(l.id) === "duplicate") {
+      // A replica (or a late copy of a batch someone else finished): compared, never counted.
+      const first = this.firstCopies.get(batchKey);
+      if (first && first.base === l.baseVersion) {
+        const diff = relativeDifference(first.tensors, checked.tensors);
+        if (diff > REPLICA_TOLERANCE) {
+          this.strike(s);
+          const other = this.sessions.get(first.sessionId);
+          if (other) this.strike(other);
+        }
+      }
+      this.firstCopies.delete(batchKey);
+      return [
+        {
+          to: sessionId,
+          payload: { type: "ack", ref: messageId, leaseId: l.id, version: this.record.version },
+        },
+      ];
+    }
+    if (this.config.redundancy > 0)
+      this.firstCopies.set(batchKey, { tensors: checked.tensors, sessionId, base: l.baseVersion });
+    const stale = this.record.version - u.baseVersion;
+    if (this.round.length === 0) this.roundOpenedAt = now;
+    this.round.push({
+      key: `${String(l.epoch).padStart(6, "0")}:${String(l.batch).padStart(9, "0")}:${l.id}`,
+      lease: l,
+      sessionId,
+      messageId,
+      tensors: checked.tensors,
+      weight: (u.sampleCount || 1) / (1 + stale),
+      loss: u.loss,
+      samples: u.sampleCount,
+    });
+    s.updatesAccepted++;
+    this.record.counters.updatesAccepted++;
+    const st = this.config.strategy;
+    const target = st.kind === "asynchronous" ? st.buffer : st.targetUpdates;
+    if (this.voters() >= target) out.push(...this.closeVersion(now));
+    return out;
+  }
+
+  /** Expires leases and closes a version whose straggler deadline passed. */
+  tick(now: number): Outgoing[] {
+    if (!this.active) return [];
+    this.expire(now);
+    const st = this.config.strategy;
+    // When every batch is leased out or waiting in this version, nothing more can arrive for
+    // it: it closes with what it has (else it and the epoch would wait for each other forever).
+    const starved =
+      this.round.length > 0 && this.scheduler.freeCount + this.scheduler.liveLeases().length === 0;
+    const due =
+      st.kind !== "asynchronous" &&
+      this.voters() >= this.quorum() &&
+      now - this.roundOpenedAt >= st.stragglerMs;
+    if (starved || due) return this.closeVersion(now);
+    return [];
+  }
+
+  /** Sessions with an update in the open version: each has one vote in the aggregate. */
+  private voters(): number {
+    return new Set(this.round.map((e) => e.sessionId)).size;
+  }
+
+  /**
+   * The fewest voters a version may close with at its straggler deadline. A plain mean takes
+   * what arrived. A robust aggregator needs enough to out-vote the share of attackers it is set
+   * for (`trim`): a version of two updates, one of them hostile, could not be defended.
+   */
+  quorum(): number {
+    const st = this.config.strategy;
+    const { kind, trim } = this.config.aggregation;
+    if (kind === "mean" || st.kind === "asynchronous") return 1;
+    return Math.min(st.targetUpdates, Math.max(3, Math.ceil((1 - trim) * st.targetUpdates)));
+  }
+
+  // --- control ----------------------------------------------------------------------------
+
+  setState(state: RunState, now: number): Outgoing[] {
+    const from = this.record.state;
+    if (from === state) return [];
+    if (from === "stopped" || from === "finished")
+      throw new Error(`the run is ${from}; it cannot become ${state}`);
+    this.record.state = state;
+    this.record.updatedAt = now;
+    if (state !== "running") {
+      // What was gathered closes as a version of its own before the pause, given a quorum.
+      let out: Outgoing[] = [];
+      if (this.voters() >= this.quorum()) out = this.closeVersion(now, true);
+      else {
+        // Too few to aggregate safely: their batches are handed out again after the pause.
+        this.scheduler.unpend(this.round.map((e) => e.lease));
+        this.round = [];
+      }
+      for (const l of this.scheduler.liveLeases()) this.scheduler.revoke(l.id);
+      this.store.updateRun(this.record);
+      return [
+        ...out,
+        {
+          to: "*",
+          payload: error("runNotActive", `the run is ${state}`, state === "paused" ? 2000 : 0),
+        },
+      ];
+    }
+    this.store.updateRun(this.record);
+    this.lastCommitAt = now;
+    return [];
+  }
+
+  /** Status for the API and the dashboard. */
+  status(now: number) {
+    const r = this.record;
+    return {
+      id: r.id,
+      name: r.config.name,
+      state: r.state,
+      version: r.version,
+      epoch: this.scheduler.epoch,
+      batchesDone: this.scheduler.doneCount,
+      batchesPerEpoch: this.scheduler.batchCount,
+      liveLeases: this.scheduler.liveLeases().length,
+      evaluation: r.evaluation ?? null,
+      counters: r.counters,
+      createdAt: r.createdAt,
+      updatedAt: r.updatedAt,
+      config: r.config,
+      workers: [...this.sessions.values()].map((s) => ({
+        ...s,
+        lastSeenMsAgo: now - s.lastSeen,
+      })),
+    };
+  }
+
+  // --- internals --------------------------------------------------------------------------
+
+  private expire(now: number): void {
+    const expired = this.scheduler.expire(now);
+    this.record.counters.leaseReissues += expired.length;
+  }
+
+  private refuse(s: SessionStats, r: Refusal, ref: string): Outgoing[] {
+    s.updatesRefused++;
+    const counts = this.record.counters.updatesRefused;
+    counts[r.code] = (counts[r.code] ?? 0) + 1;
+    const out: Outgoing[] = [{ to: s.id, payload: error(r.code, r.message, 0, ref) }];
+    if (STRIKES.has(r.code) && this.strike(s))
+      out.push({
+        to: s.id,
+        payload: error(
+          "quarantined",
+          "this session's updates kept failing checks; it is quarantined",
+        ),
+      });
+    return out;
+  }
+
+  /** Counts a strike; quarantines the session (and ends its leases) at the run's limit. */
+  private strike(s: SessionStats): boolean {
+    s.strikes++;
+    if (s.quarantined || s.strikes < this.config.quarantineAfter) return false;
+    s.quarantined = true;
+    this.scheduler.release(s.id);
+    return true;
+  }
+
+  /** Aggregates the gathered updates, steps the optimizer, commits, then announces. */
+  private closeVersion(now: number, pausing = false): Outgoing[] {
+    const round = this.round;
+    this.round = [];
+    const c = this.config;
+    const agg = aggregate(votes(round), c.aggregation);
+    const update = new Float32Array(this.parameters.length);
+    for (const [i, slot] of this.layout.slots.entries()) update.set(agg[i]!, slot.offset);
+    const before = this.parameters.slice();
+    const optimizerBefore = {
+      step: this.optimizer.step,
+      m: this.optimizer.m.slice(),
+      v: this.optimizer.v.slice(),
+    };
+    applyUpdate(c.optimizer, this.parameters, this.optimizer, update);
+    if (!allFinite(this.parameters)) {
+      // Cannot happen with checked updates and a sane learning rate; if it does, the step is
+      // undone and its batches are free again, rather than a NaN reaching the parameters.
+      this.parameters.set(before);
+      this.optimizer.step = optimizerBefore.step;
+      this.optimizer.m.set(optimizerBefore.m);
+      this.optimizer.v.set(optimizerBefore.v);
+      this.scheduler.unpend(round.map((e) => e.lease));
+      return round.map((e) => ({
+        to: e.sessionId,
+        payload: error(
+          "internal",
+          "the aggregated step was not finite and was discarded",
+          0,
+          e.messageId,
+        ),
+      }));
+    }
+    const r = this.record;
+    r.version++;
+    r.updatedAt = now;
+    const samples = round.reduce((a, e) => a + e.samples, 0);
+    r.counters.samples += samples;
+    const epochBefore = this.scheduler.epoch;
+    this.scheduler.commit(round.map((e) => e.lease));
+    const epochDone = this.scheduler.epoch > epochBefore;
+    const metric: MetricPoint = {
+      runId: r.id,
+      version: r.version,
+      epoch: this.scheduler.epoch,
+      at: now,
+      trainLoss: round.reduce((a, e) => a + e.loss, 0) / round.length,
+      samplesPerSecond: (1000 * samples) / Math.max(1, now - this.lastCommitAt),
+      workers: [...this.sessions.values()].filter((s) => s.connected && !s.quarantined).length,
+    };
+    this.lastCommitAt = now;
+    if (r.version % c.evaluateEvery === 0 || epochDone || pausing) {
+      const e = evaluate(c.model, this.parameters, this.data.test);
+      r.evaluation = { version: r.version, loss: e.loss, accuracy: e.accuracy, at: now };
+      metric.testLoss = e.loss;
+      metric.testAccuracy = e.accuracy;
+    }
+    const stop = c.stop;
+    const reached =
+      (stop.targetAccuracy > 0 &&
+        (r.evaluation?.accuracy ?? 0) >= stop.targetAccuracy &&
+        r.evaluation?.version === r.version) ||
+      (stop.epochs > 0 && this.scheduler.epoch >= stop.epochs) ||
+      (stop.versions > 0 && r.version >= stop.versions);
+    if (reached && !pausing) r.state = "finished";
+    this.store.commitVersion(
+      {
+        record: r,
+        parameters: this.parameters,
+        optimizer: this.optimizer,
+        progress: this.scheduler.progress(),
+      },
+      metric,
+    );
+    // Committed: now it may be told.
+    const out: Outgoing[] = round.map((e) => ({
+      to: e.sessionId,
+      payload: { type: "ack", ref: e.messageId, leaseId: e.lease.id, version: r.version },
+    }));
+    out.push({
+      to: "*",
+      payload: { type: "parameters", version: r.version, tensors: this.parameterTensors() },
+    });
+    if (r.state === "finished") {
+      for (const l of this.scheduler.liveLeases()) this.scheduler.revoke(l.id);
+      out.push({
+        to: "*",
+        payload: error("runNotActive", "the run finished: its stop condition was reached"),
+      });
+    }
+    if (epochDone) this.firstCopies.clear();
+    return out;
+  }
+}
+
+/**
+ * One vote per session: a session's updates in a version are averaged (in key order, weighted
+ * by samples) before the robust aggregator sees them, so a fast or hostile session cannot fill
+ * a version with many votes.
+ */
+function votes(round: readonly Contribution[]): WeightedUpdate[] {
+  const bySession = new Map<string, Contribution[]>();
+  for (const e of round) bySession.set(e.sessionId, [...(bySession.get(e.sessionId) ?? []), e]);
+  return [...bySession.values()].map((mine) => {
+    mine.sort((a, b) => (a.key < b.key ? -1 : 1));
+    if (mine.length === 1)
+      return { key: mine[0]!.key, tensors: mine[0]!.tensors, weight: mine[0]!.weight };
+    const total = mine.reduce((w, e) => w + e.weight, 0);
+    const tensors = mine[0]!.tensors.map((t, ti) => {
+      const acc = new Float64Array(t.length);
+      for (const e of mine) {
+        const f = e.weight / total;
+        const u = e.tensors[ti]!;
+        for (let i = 0; i < acc.length; i++) acc[i]! += f * u[i]!;
+      }
+      return Float32Array.from(acc);
+    });
+    return { key: mine[0]!.key, tensors, weight: total };
+  });
+}
+
+function error(
+  code: Extract<Payload, { type: "error" }>["code"],
+  message: string,
+  retryAfterMs = 0,
+  ref = "",
+): Payload {
+  return { type: "error", code, message, ref, retryAfterMs };
+}
+
+function allFinite(a: Float32Array): boolean {
+  let s = 0;
+  for (let i = 0; i < a.length; i++) s += a[i]! * 0;
+  return s === 0;
+}
+
+function relativeDifference(a: readonly Float32Array[], b: readonly Float32Array[]): number {
+  let diff = 0;
+  for (const [i, t] of a.entries()) {
+    const u = b[i]!;
+    for (let j = 0; j < t.length; j++) diff += (t[j]! - u[j]!) ** 2;
+  }
+  return Math.sqrt(diff) / Math.max(updateNorm(a), updateNorm(b), 1e-12);
+}

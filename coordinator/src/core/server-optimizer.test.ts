@@ -1,0 +1,51 @@
+import { describe, expect, it } from "vitest";
+import { resolveRunConfig } from "./run-config.ts";
+import { applyUpdate, initialOptimizerState, learningRateAt } from "./server-optimizer.ts";
+
+const sgd = (over = {}) => ({ ...resolveRunConfig({}).optimizer, kind: "sgd" as const, ...over });
+
+describe("the server optimizer", () => {
+  it("takes heavy-ball momentum steps", () => {
+    const config = sgd({ learningRate: 0.1, momentum: 0.5, nesterov: false });
+    const p = Float32Array.from([1]);
+    const s = initialOptimizerState(config, 1);
+    applyUpdate(config, p, s, Float32Array.from([2])); // v = 2, p = 1 - 0.2
+    expect(p[0]).toBeCloseTo(0.8, 6);
+    applyUpdate(config, p, s, Float32Array.from([2])); // v = 1 + 2 = 3, p = 0.8 - 0.3
+    expect(p[0]).toBeCloseTo(0.5, 6);
+  });
+
+  it("takes Nesterov steps (the outer optimizer of local SGD)", () => {
+    const config = sgd({ learningRate: 0.1, momentum: 0.5, nesterov: true });
+    const p = Float32Array.from([1]);
+    const s = initialOptimizerState(config, 1);
+    applyUpdate(config, p, s, Float32Array.from([2])); // v = 2, step = g + μv = 3
+    expect(p[0]).toBeCloseTo(0.7, 6);
+  });
+
+  it("takes AdamW steps with bias correction", () => {
+    const config = { ...resolveRunConfig({}).optimizer, learningRate: 0.01, weightDecay: 0.1 };
+    const p = Float32Array.from([1, -1]);
+    const s = initialOptimizerState(config, 2);
+    applyUpdate(config, p, s, Float32Array.from([0.5, -2]));
+    // The first bias-corrected step is ±lr whatever the gradient's size, plus decoupled decay.
+    expect(p[0]).toBeCloseTo(1 - 0.01 * (1 + 0.1), 5);
+    expect(p[1]).toBeCloseTo(-1 + 0.01 * (1 + 0.1), 5);
+    expect(s.step).toBe(1);
+  });
+
+  it("warms up linearly, then decays on a cosine", () => {
+    const config = sgd({
+      learningRate: 1,
+      warmupVersions: 4,
+      decayVersions: 10,
+      minLearningRate: 0.1,
+    });
+    expect(learningRateAt(config, 0)).toBeCloseTo(0.25);
+    expect(learningRateAt(config, 3)).toBeCloseTo(1);
+    expect(learningRateAt(config, 4)).toBeCloseTo(1);
+    expect(learningRateAt(config, 9)).toBeCloseTo(0.55);
+    expect(learningRateAt(config, 14)).toBeCloseTo(0.1);
+    expect(learningRateAt(config, 100)).toBeCloseTo(0.1);
+  });
+});

@@ -1,0 +1,90 @@
+// Every update is checked before it touches anything. A refusal names its reason as the wire's
+// ErrorCode and says, in a sentence, what was wrong; nothing of the run changes.
+import type { ErrorCode, GradientUpdate, ParameterLayout } from "@pangea/shared";
+import type { StrategyConfig } from "./run-config.ts";
+import type { Lease } from "./scheduler.ts";
+
+export type Refusal = { code: ErrorCode; message: string };
+
+export type Checked =
+  | { ok: true; tensors: Float32Array[]; norm: number }
+  | ({ ok: false } & Refusal);
+
+export interface UpdateContext {
+  sessionId: string;
+  /** The live lease the update names, if there is one. */
+  lease: Lease | undefined;
+  now: number;
+  version: number;
+  strategy: StrategyConfig;
+  layout: ParameterLayout;
+  maxNorm: number;
+}
+
+const refuse = (code: ErrorCode, message: string): Checked => ({ ok: false, code, message });
+
+/** The staleness the strategy accepts for an update from `base` when the run is at `version`. */
+export function staleness(
+  strategy: StrategyConfig,
+  base: number,
+  version: number,
+): Refusal | undefined {
+  if (base > version)
+    return { code: "staleVersion", message: `version ${base} is ahead of the run's ${version}` };
+  const limit = strategy.kind === "asynchronous" ? strategy.maxStaleness : 0;
+  if (version - base > limit)
+    return {
+      code: "staleVersion",
+      message: `the update starts from version ${base}; the run is at ${version} and accepts ${limit === 0 ? "only the current version" : `at most ${limit} versions back`}`,
+    };
+  return undefined;
+}
+
+export function checkUpdate(u: GradientUpdate, ctx: UpdateContext): Checked {
+  const { lease } = ctx;
+  // One message for "never yours" and "gone": a stranger learns nothing about other leases.
+  if (!lease || lease.sessionId !== ctx.sessionId)
+    return refuse("unknownLease", `lease ${u.leaseId} is not a live lease of this session`);
+  if (lease.deadline <= ctx.now)
+    return refuse("leaseExpired", `lease ${u.leaseId} expired ${ctx.now - lease.deadline} ms ago`);
+  // A worker that had not yet received the lease's version says which one it trained from.
+  if (u.baseVersion > lease.baseVersion)
+    return refuse(
+      "staleVersion",
+      `lease ${u.leaseId} was for version ${lease.baseVersion}, the update claims ${u.baseVersion}`,
+    );
+  const stale = staleness(ctx.strategy, u.baseVersion, ctx.version);
+  if (stale) return { ok: false, ...stale };
+  const want = ctx.strategy.kind === "localSgd" ? "parameterDelta" : "gradient";
+  if (u.kind !== want)
+    return refuse("unsupportedMessage", `this run's strategy takes ${want} updates, not ${u.kind}`);
+  const slots = ctx.layout.slots;
+  if (u.gradients.length !== slots.length)
+    return refuse("shapeMismatch", `expected ${slots.length} tensors, got ${u.gradients.length}`);
+  const tensors: Float32Array[] = [];
+  let sum = 0;
+  for (const [i, slot] of slots.entries()) {
+    const t = u.gradients[i]!;
+    if (t.name && t.name !== slot.name)
+      return refuse("shapeMismatch", `tensor ${i} is ${t.name}, expected ${slot.name}`);
+    if (t.shape.length !== slot.shape.length || t.shape.some((d, j) => d !== slot.shape[j]))
+      return refuse(
+        "shapeMismatch",
+        `${slot.name} has shape [${t.shape}], expected [${slot.shape}]`,
+      );
+    if (!(t.data instanceof Float32Array) || t.data.length !== slot.size)
+      return refuse("shapeMismatch", `${slot.name} must hold ${slot.size} float values`);
+    const d = t.data;
+    for (let j = 0; j < d.length; j++) sum += d[j]! * d[j]!;
+    tensors.push(d);
+  }
+  // A NaN or ±Inf anywhere makes the sum non-finite: one pass checks both.
+  if (!Number.isFinite(sum)) return refuse("nonFinite", "the update holds NaN or infinite values");
+  const norm = Math.sqrt(sum);
+  if (norm > ctx.maxNorm)
+    return refuse(
+      "normTooLarge",
+      `the update's norm ${norm.toPrecision(4)} exceeds the run's bound ${ctx.maxNorm}`,
+    );
+  return { ok: true, tensors, norm };
+}
