@@ -9,7 +9,7 @@ import { execFileSync } from "node:child_process";
 import { mkdirSync, writeFileSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { CodeGeneratorRequest, Field, Node, Type } from "capnp-es/capnp/schema";
+import { CodeGeneratorRequest, Field, type Node, Type } from "capnp-es/capnp/schema";
 import { compileAll } from "capnp-es/compiler";
 import * as capnp from "capnp-es";
 

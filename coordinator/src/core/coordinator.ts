@@ -10,7 +10,7 @@ import {
   type WireMessage,
 } from "@pangea/shared";
 import type { Clock, Peer, RunRecord, Store } from "./ports.ts";
-import { Run, type Outgoing } from "./run.ts";
+import { type Outgoing, Run } from "./run.ts";
 import { type RunConfig, type RunConfigInput, resolveRunConfig } from "./run-config.ts";
 
 export const PROTOCOL_VERSION = 1;
@@ -115,10 +115,8 @@ export class Coordinator {
       if (!decoded.ok) {
         this.counters.framesRefused++;
         const code = decoded.error.code === "frame-too-large" ? "frameTooLarge" : "malformedFrame";
-        {
-          this.reply(peer, error(code, decoded.error.message));
-          return;
-        }
+        this.reply(peer, error(code, decoded.error.message));
+        return;
       }
       ref = decoded.message.messageId;
       this.handle(peer, decoded.message);
@@ -126,6 +124,18 @@ export class Coordinator {
       // A bug, not the peer's fault: say so to this peer only, and keep serving everyone.
       console.error("coordinator: internal error handling a frame", e);
       this.reply(peer, error("internal", "the coordinator failed on this message", ref));
+    }
+  }
+
+  /** Before the process stops: every run commits what it can, and says so to its sessions. */
+  shutdown(): void {
+    const now = this.clock.now();
+    for (const run of this.runs.values()) {
+      try {
+        if (run.active) this.route(run, run.flush(now));
+      } catch (e) {
+        console.error(`coordinator: flushing run ${run.id} failed`, e);
+      }
     }
   }
 
@@ -168,10 +178,8 @@ export class Coordinator {
       case "leaseRequest": {
         const answer = run.requestLease(session.id, now);
         if (answer.type === "error") answer.ref = m.messageId;
-        {
-          this.reply(peer, answer);
-          return;
-        }
+        this.reply(peer, answer);
+        return;
       }
       case "gradientUpdate": {
         this.route(run, run.submit(session.id, m.messageId, p, now));
@@ -193,10 +201,8 @@ export class Coordinator {
           this.reply(peer, error("unknownRun", "no such session in this run", m.messageId));
           return;
         }
-        {
-          this.send(to.peer, { type: "signal", payload: p.payload }, session.id);
-          return;
-        }
+        this.send(to.peer, { type: "signal", payload: p.payload }, session.id);
+        return;
       }
       default: {
         this.reply(

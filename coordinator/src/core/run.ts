@@ -379,14 +379,7 @@ export class Run {
     this.record.state = state;
     this.record.updatedAt = now;
     if (state !== "running") {
-      // What was gathered closes as a version of its own before the pause, given a quorum.
-      let out: Outgoing[] = [];
-      if (this.voters() >= this.quorum()) out = this.closeVersion(now, true);
-      else {
-        // Too few to aggregate safely: their batches are handed out again after the pause.
-        this.scheduler.unpend(this.round.map((e) => e.lease));
-        this.round = [];
-      }
+      const out = this.flush(now);
       for (const l of this.scheduler.liveLeases()) this.scheduler.revoke(l.id);
       this.store.updateRun(this.record);
       return [
@@ -399,6 +392,18 @@ export class Run {
     }
     this.store.updateRun(this.record);
     this.lastCommitAt = now;
+    return [];
+  }
+
+  /**
+   * Closes the open version early (a pause, a shutdown) when it has a quorum; otherwise its
+   * batches are simply handed out again later. Either way nothing acknowledged is lost.
+   */
+  flush(now: number): Outgoing[] {
+    if (this.round.length === 0) return [];
+    if (this.voters() >= this.quorum()) return this.closeVersion(now, true);
+    this.scheduler.unpend(this.round.map((e) => e.lease));
+    this.round = [];
     return [];
   }
 

@@ -1,6 +1,6 @@
 // The protocol's messages as TypeScript sees them. Names follow shared/schema/pangea.capnp; the
 // codec (codec.ts) maps between these and frames. UInt64 fields are numbers below 2^53.
-import { enums } from "../gen/layout.ts";
+import type { enums } from "../gen/layout.ts";
 
 export type DataType = (typeof enums.DataType)[number];
 export type Encoding = (typeof enums.Encoding)[number];

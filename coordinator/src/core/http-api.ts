@@ -1,0 +1,233 @@
+// The coordinator's HTTP API (JSON), on Hono, which runs the same on Node and on Workers. Reads
+// are open; changes and checkpoints need `Authorization: Bearer <admin token>`. Every body is
+// validated, and a bad one gets a 400 that lists what is wrong.
+import { encodeMessage } from "@pangea/shared";
+import { Hono } from "hono";
+import { bodyLimit } from "hono/body-limit";
+import { type Coordinator, HEARTBEAT_MS, trainingConfig } from "./coordinator.ts";
+import { RunConfigError, type RunConfigInput } from "./run-config.ts";
+
+export interface ApiOptions {
+  adminToken: string;
+  startedAt: number;
+}
+
+/** Compares without stopping at the first difference, so timing says nothing of the token. */
+function sameToken(a: string, b: string): boolean {
+  if (a.length !== b.length || a.length === 0) return false;
+  let diff = 0;
+  for (let i = 0; i < a.length; i++) diff |= a.charCodeAt(i) ^ b.charCodeAt(i);
+  return diff === 0;
+}
+
+export function createApi(coordinator: Coordinator, options: ApiOptions) {
+  const api = new Hono();
+
+  const admin = async (
+    c: Parameters<Parameters<typeof api.use>[1]>[0],
+    next: () => Promise<void>,
+  ) => {
+    const header = c.req.header("authorization") ?? "";
+    const token = header.startsWith("Bearer ") ? header.slice(7) : "";
+    if (!sameToken(token, options.adminToken))
+      return c.json(
+        {
+          error: "unauthorized",
+          message: "this needs the admin token: Authorization: Bearer <token>",
+        },
+        401,
+      );
+    await next();
+  };
+
+  const runOr404 = (id: string) => coordinator.runs.get(id);
+
+  api.get("/health", (c) =>
+    c.json({
+      ok: true,
+      uptimeSeconds: Math.round((coordinator.clock.now() - options.startedAt) / 1000),
+      runs: coordinator.runs.size,
+    }),
+  );
+
+  api.get("/metrics", (c) =>
+    c.text(prometheus(coordinator), 200, { "content-type": "text/plain; version=0.0.4" }),
+  );
+
+  api.get("/api/runs", (c) =>
+    c.json({
+      runs: [...coordinator.runs.values()].map((r) => summary(r.status(coordinator.clock.now()))),
+    }),
+  );
+
+  api.post("/api/runs", admin, bodyLimit({ maxSize: 1 << 20 }), async (c) => {
+    let body: unknown;
+    try {
+      body = await c.req.json();
+    } catch {
+      return c.json({ error: "invalid", problems: ["the body must be a JSON object"] }, 400);
+    }
+    if (!body || typeof body !== "object" || Array.isArray(body))
+      return c.json({ error: "invalid", problems: ["the body must be a JSON object"] }, 400);
+    const { start, ...input } = body as RunConfigInput & { start?: boolean };
+    try {
+      const run = coordinator.createRun(input, start !== false);
+      return c.json(run.status(coordinator.clock.now()), 201);
+    } catch (e) {
+      if (e instanceof RunConfigError)
+        return c.json({ error: "invalid", problems: e.problems }, 400);
+      throw e;
+    }
+  });
+
+  api.get("/api/runs/:id", (c) => {
+    const run = runOr404(c.req.param("id"));
+    if (!run) return c.json({ error: "not found" }, 404);
+    return c.json(run.status(coordinator.clock.now()));
+  });
+
+  api.get("/api/runs/:id/metrics", (c) => {
+    const run = runOr404(c.req.param("id"));
+    if (!run) return c.json({ error: "not found" }, 404);
+    const limit = Math.min(100_000, Math.max(1, Number(c.req.query("limit") ?? 10_000) || 10_000));
+    return c.json({ runId: run.id, points: coordinator.store.metrics(run.id, limit) });
+  });
+
+  for (const [action, state] of [
+    ["pause", "paused"],
+    ["resume", "running"],
+    ["stop", "stopped"],
+  ] as const) {
+    api.post(`/api/runs/:id/${action}`, admin, (c) => {
+      const run = runOr404(c.req.param("id"));
+      if (!run) return c.json({ error: "not found" }, 404);
+      try {
+        coordinator.setRunState(run.id, state);
+      } catch (e) {
+        return c.json({ error: "conflict", message: (e as Error).message }, 409);
+      }
+      return c.json(run.status(coordinator.clock.now()));
+    });
+  }
+
+  // The parameters with the model spec, as one Cap'n Proto Message (a Welcome), which our codec
+  // and the C++ capnp tool both read.
+  api.get("/api/runs/:id/checkpoint", admin, (c) => {
+    const run = runOr404(c.req.param("id"));
+    if (!run) return c.json({ error: "not found" }, 404);
+    const frame = encodeMessage({
+      messageId: `checkpoint-${run.id}-${run.record.version}`,
+      sender: "coordinator",
+      recipient: "",
+      timestamp: coordinator.clock.now(),
+      payload: {
+        type: "welcome",
+        runId: run.id,
+        sessionId: "",
+        sessionToken: "",
+        model: run.config.model,
+        version: run.record.version,
+        parameters: run.parameterTensors(),
+        training: trainingConfig(run.config),
+        heartbeatMs: HEARTBEAT_MS,
+        maxFrameBytes: coordinator.maxFrameBytes(),
+      },
+    });
+    return c.body(frame as Uint8Array<ArrayBuffer>, 200, {
+      "content-type": "application/x-capnp",
+      "content-disposition": `attachment; filename="${run.id}-v${run.record.version}.capnp"`,
+    });
+  });
+
+  return api;
+}
+
+function summary(s: ReturnType<import("./run.ts").Run["status"]>) {
+  const { workers, config, ...rest } = s;
+  return {
+    ...rest,
+    model: config.model.name,
+    dataset: config.dataset,
+    strategy: config.strategy.kind,
+    workers: workers.filter((w) => w.connected).length,
+  };
+}
+
+/** The Prometheus text exposition of the coordinator's counters. */
+export function prometheus(coordinator: Coordinator): string {
+  const lines: string[] = [];
+  const metric = (name: string, type: string, help: string, samples: Array<[string, number]>) => {
+    lines.push(`# HELP ${name} ${help}`, `# TYPE ${name} ${type}`);
+    for (const [labels, value] of samples) lines.push(`${name}${labels} ${value}`);
+  };
+  const runs = [...coordinator.runs.values()];
+  const label = (o: Record<string, string>) =>
+    `{${Object.entries(o)
+      .map(([k, v]) => `${k}="${v.replace(/["\\\n]/g, "_")}"`)
+      .join(",")}}`;
+  metric(
+    "pangea_sessions",
+    "gauge",
+    "Connected sessions per run.",
+    runs.map((r) => [
+      label({ run: r.id }),
+      [...r.sessions.values()].filter((s) => s.connected).length,
+    ]),
+  );
+  metric(
+    "pangea_version",
+    "gauge",
+    "The run's committed version.",
+    runs.map((r) => [label({ run: r.id }), r.record.version]),
+  );
+  metric(
+    "pangea_updates_accepted_total",
+    "counter",
+    "Updates accepted.",
+    runs.map((r) => [label({ run: r.id }), r.record.counters.updatesAccepted]),
+  );
+  metric(
+    "pangea_updates_refused_total",
+    "counter",
+    "Updates refused, by reason.",
+    runs.flatMap((r) =>
+      Object.entries(r.record.counters.updatesRefused).map(
+        ([reason, n]) => [label({ run: r.id, reason }), n] as [string, number],
+      ),
+    ),
+  );
+  metric(
+    "pangea_lease_reissues_total",
+    "counter",
+    "Leases that expired and were handed out again.",
+    runs.map((r) => [label({ run: r.id }), r.record.counters.leaseReissues]),
+  );
+  metric(
+    "pangea_samples_total",
+    "counter",
+    "Training samples in committed versions.",
+    runs.map((r) => [label({ run: r.id }), r.record.counters.samples]),
+  );
+  metric(
+    "pangea_samples_per_second",
+    "gauge",
+    "Samples per second over the latest version.",
+    runs.map((r) => [
+      label({ run: r.id }),
+      coordinator.store.metrics(r.id, 1)[0]?.samplesPerSecond ?? 0,
+    ]),
+  );
+  metric(
+    "pangea_test_accuracy",
+    "gauge",
+    "The coordinator's latest held-out accuracy.",
+    runs.map((r) => [label({ run: r.id }), r.record.evaluation?.accuracy ?? 0]),
+  );
+  const k = coordinator.counters;
+  metric("pangea_bytes_in_total", "counter", "WebSocket bytes received.", [["", k.bytesIn]]);
+  metric("pangea_bytes_out_total", "counter", "WebSocket bytes sent.", [["", k.bytesOut]]);
+  metric("pangea_frames_refused_total", "counter", "Frames that failed to decode.", [
+    ["", k.framesRefused],
+  ]);
+  return `${lines.join("\n")}\n`;
+}

@@ -1,0 +1,131 @@
+// `pnpm pangea <command>`: the coordinator's command line.
+//   serve                                   the coordinator, web UI and demo run (as `pnpm start`)
+//   runs list                               every run, one line each
+//   runs create <json-or-@file>             a run from a JSON config (see README: HTTP API)
+//   runs pause|resume|stop <run>
+//   checkpoint <run> <file>                 the run's parameters as a Cap'n Proto message
+//   worker <url> [--run <id>] [--count <n>] headless contributors (CPU reference) until the run ends
+// The admin commands talk to PANGEA_URL (default http://127.0.0.1:8080) with PANGEA_ADMIN_TOKEN,
+// or the token kept in PANGEA_DATA_DIR.
+import { existsSync, readFileSync, writeFileSync } from "node:fs";
+import { pathToFileURL } from "node:url";
+import { startServer } from "./server.ts";
+import { connectWorker } from "./ws-worker.ts";
+
+const env = process.env;
+const dataDir = env.PANGEA_DATA_DIR ?? "./.pangea";
+const baseUrl = (env.PANGEA_URL ?? `http://127.0.0.1:${env.PORT ?? 8080}`).replace(/\/$/, "");
+
+function fail(message: string): never {
+  console.error(`pangea: ${message}`);
+  process.exit(2);
+}
+
+function token(): string {
+  if (env.PANGEA_ADMIN_TOKEN) return env.PANGEA_ADMIN_TOKEN;
+  const file = `${dataDir}/admin-token`;
+  if (existsSync(file)) return readFileSync(file, "utf8").trim();
+  return fail(`no admin token: set PANGEA_ADMIN_TOKEN (or run where ${file} exists)`);
+}
+
+async function call(method: string, path: string, body?: unknown): Promise<Response> {
+  const res = await fetch(`${baseUrl}${path}`, {
+    method,
+    headers: {
+      authorization: `Bearer ${token()}`,
+      ...(body === undefined ? {} : { "content-type": "application/json" }),
+    },
+    ...(body === undefined ? {} : { body: JSON.stringify(body) }),
+  }).catch((e: Error) => fail(`cannot reach ${baseUrl}: ${e.message}`));
+  if (!res.ok) fail(`${method} ${path}: ${res.status} ${await res.text()}`);
+  return res;
+}
+
+async function serveCommand(): Promise<void> {
+  const server = await startServer({
+    dataDir,
+    port: Number(env.PORT ?? 8080),
+    hostname: env.HOST ?? "127.0.0.1",
+    adminToken: env.PANGEA_ADMIN_TOKEN,
+    demo: env.PANGEA_DEMO !== "0",
+  });
+  for (const signal of ["SIGINT", "SIGTERM"] as const) {
+    process.once(signal, () => {
+      console.log(`${signal}: committing and closing connections`);
+      server.close().then(() => process.exit(0));
+    });
+  }
+}
+
+/** Workers that reconnect with backoff (and their session token) until the run ends. */
+async function workerCommand(url: string, runId: string, count: number): Promise<void> {
+  const workers = Array.from({ length: count }, () => connectWorker(url, runId ? { runId } : {}));
+  await Promise.all(
+    workers.map(async (w, i) => {
+      await w.done;
+      console.log(
+        `worker ${i}: the run ended (${w.worker.updatesSent} updates, ${w.worker.acks} acknowledged, ${w.reconnects} reconnects)`,
+      );
+    }),
+  );
+  process.exit(0);
+}
+
+export async function main(argv: string[]): Promise<void> {
+  const [command, ...args] = argv;
+  const option = (name: string) => {
+    const i = args.indexOf(`--${name}`);
+    return i >= 0 ? args[i + 1] : undefined;
+  };
+  switch (command) {
+    case "serve":
+      return serveCommand();
+    case "runs": {
+      const [sub, arg] = args;
+      if (sub === "list") {
+        const { runs } = (await (await call("GET", "/api/runs")).json()) as {
+          runs: Array<Record<string, unknown>>;
+        };
+        for (const r of runs)
+          console.log(
+            `${r.id}  ${String(r.state).padEnd(8)} v${r.version}  epoch ${r.epoch}  ${r.name} (${r.model}, ${r.strategy})`,
+          );
+        return;
+      }
+      if (sub === "create") {
+        if (!arg) fail("runs create <json or @file>");
+        const text = arg.startsWith("@") ? readFileSync(arg.slice(1), "utf8") : arg;
+        const run = (await (await call("POST", "/api/runs", JSON.parse(text))).json()) as {
+          id: string;
+        };
+        console.log(run.id);
+        return;
+      }
+      if (sub === "pause" || sub === "resume" || sub === "stop") {
+        if (!arg) fail(`runs ${sub} <run>`);
+        await call("POST", `/api/runs/${arg}/${sub}`);
+        return;
+      }
+      return fail("runs list|create|pause|resume|stop");
+    }
+    case "checkpoint": {
+      const [run, file] = args;
+      if (!run || !file) fail("checkpoint <run> <file>");
+      const res = await call("GET", `/api/runs/${run}/checkpoint`);
+      writeFileSync(file, new Uint8Array(await res.arrayBuffer()));
+      console.log(`wrote ${file}`);
+      return;
+    }
+    case "worker": {
+      const url = args[0];
+      if (!url || url.startsWith("--")) fail("worker <url> [--run <id>] [--count <n>]");
+      return workerCommand(url, option("run") ?? "", Number(option("count") ?? 1));
+    }
+    default:
+      fail("commands: serve, runs, checkpoint, worker");
+  }
+}
+
+// Run when this file is the entry point (not when main.ts imports it).
+if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href)
+  await main(process.argv.slice(2));

@@ -1,0 +1,156 @@
+// The Node adapter: Hono on @hono/node-server for HTTP, `ws` for /ws, SQLite for the Store and
+// the wall clock for the Clock. Everything Pangea does happens in the core; this file only
+// connects it to sockets, timers and the disk.
+import { randomBytes } from "node:crypto";
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import type { IncomingMessage } from "node:http";
+import type { Duplex } from "node:stream";
+import { serve } from "@hono/node-server";
+import { type RawData, WebSocket, WebSocketServer } from "ws";
+import { Coordinator } from "../core/coordinator.ts";
+import { createApi } from "../core/http-api.ts";
+import type { Peer } from "../core/ports.ts";
+import type { RunConfigInput } from "../core/run-config.ts";
+import { createApp } from "./app.ts";
+import { SqliteStore } from "./sqlite-store.ts";
+
+export interface ServerOptions {
+  /** Where SQLite and the admin token live (PANGEA_DATA_DIR, default ./.pangea). */
+  dataDir: string;
+  port: number;
+  hostname: string;
+  /** PANGEA_ADMIN_TOKEN; when absent, one is generated on first start and kept in dataDir. */
+  adminToken?: string;
+  /** Create the demo MNIST run when the store has no runs. */
+  demo: boolean;
+  log?: (line: string) => void;
+}
+
+/** The run `pnpm start` creates on first start. */
+export const DEMO_RUN: RunConfigInput = {
+  name: "MNIST demo",
+  dataset: "mnist",
+  batchSize: 64,
+  strategy: { kind: "asynchronous", maxStaleness: 8, buffer: 1 },
+  optimizer: { kind: "adamw", learningRate: 1e-3 },
+  evaluateEvery: 20,
+  stop: { targetAccuracy: 0.97, epochs: 50 },
+};
+
+/** WebSocket pings this often; a peer that missed the previous pong is terminated. */
+const PING_MS = 15_000;
+const TICK_MS = 250;
+/** The WebSocket close code for a server going down (RFC 6455 §7.4.1). */
+const GOING_AWAY = 1001;
+
+function adminTokenFor(options: ServerOptions, log: (line: string) => void): string {
+  if (options.adminToken) return options.adminToken;
+  const file = `${options.dataDir}/admin-token`;
+  if (existsSync(file)) return readFileSync(file, "utf8").trim();
+  const token = randomBytes(24).toString("base64url");
+  mkdirSync(options.dataDir, { recursive: true });
+  writeFileSync(file, `${token}\n`, { mode: 0o600 });
+  log(`admin token (shown once; kept in ${file}): ${token}`);
+  return token;
+}
+
+export async function startServer(options: ServerOptions) {
+  const log = options.log ?? ((line: string) => console.log(line));
+  const startedAt = Date.now();
+  const store = new SqliteStore(options.dataDir);
+  const coordinator = new Coordinator(store, { now: () => Date.now() });
+  const adminToken = adminTokenFor(options, log);
+  if (options.demo && coordinator.runs.size === 0) {
+    const run = coordinator.createRun(DEMO_RUN);
+    log(`created the demo run ${run.id} (MNIST, 784-128-10)`);
+  }
+  for (const run of coordinator.runs.values())
+    log(`run ${run.id} "${run.config.name}": ${run.record.state} at version ${run.record.version}`);
+
+  const app = createApp(startedAt);
+  app.route("/", createApi(coordinator, { adminToken, startedAt }));
+
+  let stopping = false;
+  const wss = new WebSocketServer({ noServer: true, maxPayload: coordinator.maxFrameBytes() });
+  const alive = new WeakMap<WebSocket, boolean>();
+
+  const { server, port } = await new Promise<{ server: ReturnType<typeof serve>; port: number }>(
+    (resolve) => {
+      const s = serve(
+        { fetch: app.fetch, port: options.port, hostname: options.hostname },
+        (info) => resolve({ server: s, port: info.port }),
+      );
+    },
+  );
+
+  // The upgrade is checked here, before ws sees it: only /ws, and not while shutting down.
+  server.on("upgrade", (req: IncomingMessage, socket: Duplex, head: Buffer) => {
+    const path = new URL(req.url ?? "/", "http://x").pathname;
+    const refuse = (status: string) => {
+      socket.end(`HTTP/1.1 ${status}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n`);
+    };
+    if (path !== "/ws") return refuse("404 Not Found");
+    if (stopping) return refuse("503 Service Unavailable");
+    // Sized to the largest run's update, which can grow when a run is created.
+    wss.options.maxPayload = coordinator.maxFrameBytes();
+    wss.handleUpgrade(req, socket, head, (ws) => connection(ws));
+  });
+
+  function connection(ws: WebSocket): void {
+    const peer: Peer = {
+      send: (frame) => ws.send(frame),
+      close: (code, reason) => ws.close(code, reason),
+      bufferedAmount: () => ws.bufferedAmount,
+    };
+    alive.set(ws, true);
+    coordinator.connect(peer);
+    ws.on("pong", () => alive.set(ws, true));
+    ws.on("message", (data: RawData) => coordinator.receive(peer, toBytes(data)));
+    ws.on("close", () => coordinator.disconnect(peer));
+    // A frame over maxPayload, a bad opcode: ws closes the socket itself (1009, 1002).
+    ws.on("error", () => {});
+  }
+
+  const pinger = setInterval(() => {
+    for (const ws of wss.clients) {
+      if (!alive.get(ws)) {
+        ws.terminate();
+        continue;
+      }
+      alive.set(ws, false);
+      ws.ping();
+    }
+  }, PING_MS);
+  const ticker = setInterval(() => coordinator.tick(), TICK_MS);
+
+  const url = `http://${options.hostname === "0.0.0.0" ? "localhost" : options.hostname}:${port}`;
+  log(
+    `Pangea coordinator on ${url} (WebSocket ${url.replace("http", "ws")}/ws, data in ${options.dataDir})`,
+  );
+
+  /** Stops accepting, commits what can be committed, closes sockets as going away. */
+  async function close(): Promise<void> {
+    if (stopping) return;
+    stopping = true;
+    clearInterval(pinger);
+    clearInterval(ticker);
+    coordinator.shutdown();
+    for (const ws of wss.clients) ws.close(GOING_AWAY, "the coordinator is restarting");
+    await new Promise<void>((resolve) => {
+      server.close(() => resolve());
+      setTimeout(() => {
+        for (const ws of wss.clients) ws.terminate();
+        resolve();
+      }, 2000).unref();
+    });
+    store.close();
+  }
+
+  return { url, port, coordinator, adminToken, close };
+}
+
+function toBytes(data: RawData): Uint8Array {
+  if (data instanceof ArrayBuffer) return new Uint8Array(data);
+  if (Array.isArray(data)) return new Uint8Array(Buffer.concat(data));
+  return new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
+}

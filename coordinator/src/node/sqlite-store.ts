@@ -1,0 +1,125 @@
+// The Store on SQLite (better-sqlite3) in the data directory. WAL with synchronous=FULL: a
+// commit has reached the disk when commitVersion returns, so a version announced after it
+// survives SIGKILL and power loss alike. One row per run holds its record, parameters,
+// optimizer state and epoch progress; metrics are rows of their own.
+import { mkdirSync } from "node:fs";
+import { join } from "node:path";
+import Database from "better-sqlite3";
+import type { MetricPoint, RunRecord, RunSnapshot, Store } from "../core/ports.ts";
+
+const floats = (b: Buffer): Float32Array => {
+  // A copy into an aligned buffer: SQLite's blob buffers need not be 4-byte aligned.
+  const out = new Float32Array(b.byteLength / 4);
+  new Uint8Array(out.buffer).set(b);
+  return out;
+};
+const blob = (a: Float32Array) => Buffer.from(a.buffer, a.byteOffset, a.byteLength);
+
+interface RunRow {
+  record: string;
+  parameters: Buffer;
+  opt_step: number;
+  opt_m: Buffer;
+  opt_v: Buffer;
+  progress: string;
+}
+
+export class SqliteStore implements Store {
+  readonly db: Database.Database;
+  private readonly statements;
+
+  constructor(dataDir: string) {
+    mkdirSync(dataDir, { recursive: true });
+    this.db = new Database(join(dataDir, "pangea.sqlite"));
+    this.db.pragma("journal_mode = WAL");
+    this.db.pragma("synchronous = FULL");
+    this.db.exec(`
+      CREATE TABLE IF NOT EXISTS runs (
+        id TEXT PRIMARY KEY,
+        record TEXT NOT NULL,
+        parameters BLOB NOT NULL,
+        opt_step INTEGER NOT NULL,
+        opt_m BLOB NOT NULL,
+        opt_v BLOB NOT NULL,
+        progress TEXT NOT NULL
+      );
+      CREATE TABLE IF NOT EXISTS metrics (
+        run_id TEXT NOT NULL,
+        version INTEGER NOT NULL,
+        point TEXT NOT NULL
+      );
+      CREATE INDEX IF NOT EXISTS metrics_by_run ON metrics (run_id, version);
+    `);
+    this.statements = {
+      list: this.db.prepare<[], { record: string }>("SELECT record FROM runs"),
+      load: this.db.prepare<[string], RunRow>(
+        "SELECT record, parameters, opt_step, opt_m, opt_v, progress FROM runs WHERE id = ?",
+      ),
+      insert: this.db.prepare(
+        "INSERT INTO runs (id, record, parameters, opt_step, opt_m, opt_v, progress) VALUES (?, ?, ?, ?, ?, ?, ?)",
+      ),
+      replace: this.db.prepare(
+        "UPDATE runs SET record = ?, parameters = ?, opt_step = ?, opt_m = ?, opt_v = ?, progress = ? WHERE id = ?",
+      ),
+      record: this.db.prepare("UPDATE runs SET record = ? WHERE id = ?"),
+      metric: this.db.prepare("INSERT INTO metrics (run_id, version, point) VALUES (?, ?, ?)"),
+      metrics: this.db.prepare<[string, number], { point: string }>(
+        "SELECT point FROM (SELECT point, rowid FROM metrics WHERE run_id = ? ORDER BY rowid DESC LIMIT ?) ORDER BY rowid",
+      ),
+    };
+  }
+
+  listRuns(): RunRecord[] {
+    return this.statements.list.all().map((r) => JSON.parse(r.record) as RunRecord);
+  }
+
+  loadRun(id: string): RunSnapshot | undefined {
+    const row = this.statements.load.get(id);
+    if (!row) return undefined;
+    return {
+      record: JSON.parse(row.record) as RunRecord,
+      parameters: floats(row.parameters),
+      optimizer: { step: row.opt_step, m: floats(row.opt_m), v: floats(row.opt_v) },
+      progress: JSON.parse(row.progress),
+    };
+  }
+
+  createRun(s: RunSnapshot): void {
+    this.statements.insert.run(
+      s.record.id,
+      JSON.stringify(s.record),
+      blob(s.parameters),
+      s.optimizer.step,
+      blob(s.optimizer.m),
+      blob(s.optimizer.v),
+      JSON.stringify(s.progress),
+    );
+  }
+
+  commitVersion(s: RunSnapshot, metric?: MetricPoint): void {
+    this.db.transaction(() => {
+      this.statements.replace.run(
+        JSON.stringify(s.record),
+        blob(s.parameters),
+        s.optimizer.step,
+        blob(s.optimizer.m),
+        blob(s.optimizer.v),
+        JSON.stringify(s.progress),
+        s.record.id,
+      );
+      if (metric) this.statements.metric.run(metric.runId, metric.version, JSON.stringify(metric));
+    })();
+  }
+
+  updateRun(record: RunRecord): void {
+    this.statements.record.run(JSON.stringify(record), record.id);
+  }
+
+  metrics(runId: string, limit = 10_000): MetricPoint[] {
+    return this.statements.metrics.all(runId, limit).map((r) => JSON.parse(r.point) as MetricPoint);
+  }
+
+  close(): void {
+    this.db.close();
+  }
+}
