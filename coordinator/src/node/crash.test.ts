@@ -1,0 +1,125 @@
+// The coordinator is killed with SIGKILL at 20 random moments while four workers train, and
+// restarted each time. Every restart must resume at the last committed version: never below a
+// version any worker was told of (acknowledgements and parameters go out only after the commit),
+// never below the previous restart's; and training must still reach its target.
+import { type ChildProcess, spawn } from "node:child_process";
+import { mkdtempSync, rmSync } from "node:fs";
+import { createServer } from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { seededRandom } from "@pangea/shared";
+import { afterAll, expect, it } from "vitest";
+import { connectWorker } from "./ws-worker.ts";
+
+const TOKEN = "crash-test-token";
+const dir = mkdtempSync(join(tmpdir(), "pangea-crash-"));
+const cli = join(import.meta.dirname, "cli.ts");
+let server: ChildProcess | undefined;
+
+afterAll(() => {
+  server?.kill("SIGKILL");
+  rmSync(dir, { recursive: true, force: true });
+});
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+async function freePort(): Promise<number> {
+  return new Promise((resolve) => {
+    const s = createServer().listen(0, "127.0.0.1", () => {
+      const { port } = s.address() as { port: number };
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+it("resumes at its last committed version after each of 20 SIGKILLs, and still reaches the target", async () => {
+  const port = await freePort();
+  const url = `http://127.0.0.1:${port}`;
+  const start = async () => {
+    server = spawn(process.execPath, ["--import", "tsx", cli, "serve"], {
+      env: {
+        ...process.env,
+        PANGEA_DATA_DIR: dir,
+        PORT: String(port),
+        PANGEA_ADMIN_TOKEN: TOKEN,
+        PANGEA_DEMO: "0",
+      },
+      stdio: "ignore",
+    });
+    for (let i = 0; i < 300; i++) {
+      if (
+        await fetch(`${url}/health`).then(
+          (r) => r.ok,
+          () => false,
+        )
+      )
+        return;
+      await sleep(100);
+    }
+    throw new Error("the coordinator did not come up");
+  };
+  const api = (path: string, init: RequestInit = {}) =>
+    fetch(`${url}${path}`, {
+      ...init,
+      headers: { authorization: `Bearer ${TOKEN}`, "content-type": "application/json" },
+    });
+
+  await start();
+  const created = await api("/api/runs", {
+    method: "POST",
+    body: JSON.stringify({
+      name: "crash",
+      dataset: "mnist",
+      strategy: { kind: "asynchronous", maxStaleness: 8 },
+      evaluateEvery: 25,
+      stop: { targetAccuracy: 0.95, epochs: 30 },
+    }),
+  });
+  const { id } = (await created.json()) as { id: string };
+  const version = async () =>
+    ((await (await api(`/api/runs/${id}`)).json()) as { version: number }).version;
+
+  let announced = 0;
+  const workers = Array.from({ length: 4 }, () =>
+    connectWorker(url, {
+      runId: id,
+      onMessage: (p) => {
+        if (p.type === "ack" || p.type === "parameters") announced = Math.max(announced, p.version);
+      },
+    }),
+  );
+
+  const random = seededRandom(2026);
+  const resumedAt: number[] = [];
+  let previous = 0;
+  for (let kill = 0; kill < 20; kill++) {
+    await sleep(300 + random() * 2200);
+    const dead = new Promise((r) => server!.once("exit", r));
+    server!.kill("SIGKILL");
+    await dead;
+    await sleep(50); // frames already sent by the dead process land before we read `announced`
+    const told = announced;
+    await start();
+    const v = await version();
+    expect(
+      v,
+      `restart ${kill + 1}: at ${v}, but version ${told} had been announced`,
+    ).toBeGreaterThanOrEqual(told);
+    expect(v, `restart ${kill + 1}: went back from ${previous} to ${v}`).toBeGreaterThanOrEqual(
+      previous,
+    );
+    previous = v;
+    resumedAt.push(v);
+  }
+  await Promise.all(workers.map((w) => w.done));
+  const status = (await (await api(`/api/runs/${id}`)).json()) as {
+    state: string;
+    version: number;
+    evaluation: { accuracy: number };
+  };
+  console.log(`resumed at versions ${resumedAt.join(", ")}; finished at ${status.version}`);
+  expect(status.state).toBe("finished");
+  expect(status.evaluation.accuracy).toBeGreaterThanOrEqual(0.95);
+  expect(new Set(resumedAt).size).toBeGreaterThan(10); // the kills really fell during training
+  server!.kill("SIGTERM");
+}, 900_000);
