@@ -74,9 +74,8 @@ export function checkUpdate(u: GradientUpdate, ctx: UpdateContext): Checked {
       );
     if (!(t.data instanceof Float32Array) || t.data.length !== slot.size)
       return refuse("shapeMismatch", `${slot.name} must hold ${slot.size} float values`);
-    const d = t.data;
-    for (let j = 0; j < d.length; j++) sum += d[j]! * d[j]!;
-    tensors.push(d);
+    sum += sumOfSquares(t.data);
+    tensors.push(t.data);
   }
   // A NaN or ±Inf anywhere makes the sum non-finite: one pass checks both.
   if (!Number.isFinite(sum)) return refuse("nonFinite", "the update holds NaN or infinite values");
@@ -87,4 +86,28 @@ export function checkUpdate(u: GradientUpdate, ctx: UpdateContext): Checked {
       `the update's norm ${norm.toPrecision(4)} exceeds the run's bound ${ctx.maxNorm}`,
     );
   return { ok: true, tensors, norm };
+}
+
+/**
+ * Σ x², in float64 with four independent partial sums: one long chain of dependent additions
+ * runs at a quarter of the speed, and this loop is most of an update's validation.
+ */
+export function sumOfSquares(d: Float32Array): number {
+  let s0 = 0;
+  let s1 = 0;
+  let s2 = 0;
+  let s3 = 0;
+  const n = d.length - (d.length % 4);
+  for (let j = 0; j < n; j += 4) {
+    const a = d[j]!;
+    const b = d[j + 1]!;
+    const c = d[j + 2]!;
+    const e = d[j + 3]!;
+    s0 += a * a;
+    s1 += b * b;
+    s2 += c * c;
+    s3 += e * e;
+  }
+  for (let j = n; j < d.length; j++) s0 += d[j]! * d[j]!;
+  return s0 + s1 + s2 + s3;
 }
