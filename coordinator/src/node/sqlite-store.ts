@@ -15,6 +15,17 @@ const floats = (b: Buffer): Float32Array => {
 };
 const blob = (a: Float32Array) => Buffer.from(a.buffer, a.byteOffset, a.byteLength);
 
+/** A snapshot as the runs table's columns after the id, in their order. */
+const columns = (s: RunSnapshot) =>
+  [
+    JSON.stringify(s.record),
+    blob(s.parameters),
+    s.optimizer.step,
+    blob(s.optimizer.m),
+    blob(s.optimizer.v),
+    JSON.stringify(s.progress),
+  ] as const;
+
 interface RunRow {
   record: string;
   parameters: Buffer;
@@ -85,28 +96,12 @@ export class SqliteStore implements Store {
   }
 
   createRun(s: RunSnapshot): void {
-    this.statements.insert.run(
-      s.record.id,
-      JSON.stringify(s.record),
-      blob(s.parameters),
-      s.optimizer.step,
-      blob(s.optimizer.m),
-      blob(s.optimizer.v),
-      JSON.stringify(s.progress),
-    );
+    this.statements.insert.run(s.record.id, ...columns(s));
   }
 
   commitVersion(s: RunSnapshot, metric?: MetricPoint): void {
     this.db.transaction(() => {
-      this.statements.replace.run(
-        JSON.stringify(s.record),
-        blob(s.parameters),
-        s.optimizer.step,
-        blob(s.optimizer.m),
-        blob(s.optimizer.v),
-        JSON.stringify(s.progress),
-        s.record.id,
-      );
+      this.statements.replace.run(...columns(s), s.record.id);
       if (metric) this.statements.metric.run(metric.runId, metric.version, JSON.stringify(metric));
     })();
   }

@@ -14,12 +14,18 @@ export function matmulForward(
   k: number,
   n: number,
 ): Float64Array {
+  // Row by row, walking weight's rows contiguously; each out[i,j] still sums bias, then p in
+  // order, exactly as the textbook loop does. A zero input adds nothing and is skipped (MNIST's
+  // pixels are mostly zero), which assumes finite weights: the coordinator validates them.
   const out = new Float64Array(m * n);
   for (let i = 0; i < m; i++) {
-    for (let j = 0; j < n; j++) {
-      let sum = bias ? bias[j]! : 0;
-      for (let p = 0; p < k; p++) sum += inp[i * k + p]! * weight[p * n + j]!;
-      out[i * n + j] = sum;
+    const row = i * n;
+    if (bias) for (let j = 0; j < n; j++) out[row + j] = bias[j]!;
+    for (let p = 0; p < k; p++) {
+      const a = inp[i * k + p]!;
+      if (a === 0) continue;
+      const w = p * n;
+      for (let j = 0; j < n; j++) out[row + j]! += a * weight[w + j]!;
     }
   }
   return out;
@@ -52,12 +58,15 @@ export function matmulBackwardWeight(
   k: number,
   n: number,
 ): Float64Array {
+  // Sample by sample (the same order of summation over i for every element), contiguous rows.
   const dweight = new Float64Array(k * n);
-  for (let p = 0; p < k; p++) {
-    for (let j = 0; j < n; j++) {
-      let sum = 0;
-      for (let i = 0; i < m; i++) sum += inp[i * k + p]! * dout[i * n + j]!;
-      dweight[p * n + j] = sum;
+  for (let i = 0; i < m; i++) {
+    const d = i * n;
+    for (let p = 0; p < k; p++) {
+      const a = inp[i * k + p]!;
+      if (a === 0) continue;
+      const w = p * n;
+      for (let j = 0; j < n; j++) dweight[w + j]! += a * dout[d + j]!;
     }
   }
   return dweight;
