@@ -12,6 +12,7 @@ import {
 import type { Clock, Peer, RunRecord, Store } from "./ports.ts";
 import { type Outgoing, Run } from "./run.ts";
 import { type RunConfig, type RunConfigInput, resolveRunConfig } from "./run-config.ts";
+import { errorPayload } from "./validate.ts";
 
 export const PROTOCOL_VERSION = 1;
 /** Sessions are asked to send a heartbeat this often; one silent for 3× this is dropped. */
@@ -115,7 +116,7 @@ export class Coordinator {
       if (!decoded.ok) {
         this.counters.framesRefused++;
         const code = decoded.error.code === "frame-too-large" ? "frameTooLarge" : "malformedFrame";
-        this.reply(peer, error(code, decoded.error.message));
+        this.reply(peer, errorPayload(code, decoded.error.message));
         return;
       }
       ref = decoded.message.messageId;
@@ -123,7 +124,7 @@ export class Coordinator {
     } catch (e) {
       // A bug, not the peer's fault: say so to this peer only, and keep serving everyone.
       console.error("coordinator: internal error handling a frame", e);
-      this.reply(peer, error("internal", "the coordinator failed on this message", ref));
+      this.reply(peer, errorPayload("internal", "the coordinator failed on this message", { ref }));
     }
   }
 
@@ -168,7 +169,10 @@ export class Coordinator {
     }
     const session = this.peers.get(peer);
     if (!session) {
-      this.reply(peer, error("notJoined", "send a join message first", m.messageId));
+      this.reply(
+        peer,
+        errorPayload("notJoined", "send a join message first", { ref: m.messageId }),
+      );
       return;
     }
     const run = this.runs.get(session.runId)!;
@@ -198,7 +202,10 @@ export class Coordinator {
       case "signal": {
         const to = this.sessions.get(m.recipient);
         if (!to || to.runId !== session.runId || !to.peer) {
-          this.reply(peer, error("unknownRun", "no such session in this run", m.messageId));
+          this.reply(
+            peer,
+            errorPayload("unknownRun", "no such session in this run", { ref: m.messageId }),
+          );
           return;
         }
         this.send(to.peer, { type: "signal", payload: p.payload }, session.id);
@@ -207,7 +214,9 @@ export class Coordinator {
       default: {
         this.reply(
           peer,
-          error("unsupportedMessage", `a worker does not send ${p.type} messages`, m.messageId),
+          errorPayload("unsupportedMessage", `a worker does not send ${p.type} messages`, {
+            ref: m.messageId,
+          }),
         );
         return;
       }
@@ -218,7 +227,9 @@ export class Coordinator {
     if (p.protocolVersion !== PROTOCOL_VERSION) {
       this.reply(
         peer,
-        error("protocolVersion", `this coordinator speaks protocol ${PROTOCOL_VERSION}`, ref),
+        errorPayload("protocolVersion", `this coordinator speaks protocol ${PROTOCOL_VERSION}`, {
+          ref,
+        }),
       );
       return;
     }
@@ -226,12 +237,10 @@ export class Coordinator {
     if (!run) {
       this.reply(
         peer,
-        error(
-          "unknownRun",
-          p.runId ? `no run ${p.runId}` : "no run is active",
+        errorPayload("unknownRun", p.runId ? `no run ${p.runId}` : "no run is active", {
           ref,
-          p.runId ? 0 : 5000,
-        ),
+          retryAfterMs: p.runId ? 0 : 5000,
+        }),
       );
       return;
     }
@@ -267,12 +276,10 @@ export class Coordinator {
     if (!run.active)
       this.reply(
         peer,
-        error(
-          "runNotActive",
-          `the run is ${run.record.state}`,
+        errorPayload("runNotActive", `the run is ${run.record.state}`, {
           ref,
-          run.record.state === "paused" ? 2000 : 0,
-        ),
+          retryAfterMs: run.record.state === "paused" ? 2000 : 0,
+        }),
       );
   }
 
@@ -330,15 +337,6 @@ export class Coordinator {
       // A socket that died mid-send is cleaned up by its close event.
     }
   }
-}
-
-function error(
-  code: Extract<Payload, { type: "error" }>["code"],
-  message: string,
-  ref = "",
-  retryAfterMs = 0,
-): Payload {
-  return { type: "error", code, message, ref, retryAfterMs };
 }
 
 /** What a worker needs of the run's configuration, in the wire's terms. */

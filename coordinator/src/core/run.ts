@@ -19,7 +19,7 @@ import type { MetricPoint, RunRecord, RunSnapshot, RunState, Store } from "./por
 import type { RunConfig } from "./run-config.ts";
 import { batchSamples, type Lease, Scheduler } from "./scheduler.ts";
 import { applyUpdate, initialOptimizerState, type OptimizerState } from "./server-optimizer.ts";
-import { checkUpdate, type Refusal } from "./validate.ts";
+import { checkUpdate, errorPayload, type Refusal } from "./validate.ts";
 
 /** A message for one session of this run, or for all of them ("*"). */
 export interface Outgoing {
@@ -192,26 +192,27 @@ export class Run {
   /** A lease with its batch, or the reason there is none for this session now. */
   requestLease(sessionId: string, now: number): Payload {
     const s = this.sessions.get(sessionId);
-    if (!s) return error("notJoined", "join this run first");
-    if (s.quarantined) return error("quarantined", "this session's updates kept failing checks");
+    if (!s) return errorPayload("notJoined", "join this run first");
+    if (s.quarantined)
+      return errorPayload("quarantined", "this session's updates kept failing checks");
     if (!this.active)
-      return error(
-        "runNotActive",
-        `the run is ${this.record.state}`,
-        this.record.state === "paused" ? 2000 : 0,
-      );
+      return errorPayload("runNotActive", `the run is ${this.record.state}`, {
+        retryAfterMs: this.record.state === "paused" ? 2000 : 0,
+      });
     this.expire(now);
     // One vote per session per version: a session whose update is already in the open version
     // waits for the next one. Besides fairness, this keeps a fast (or hostile) session from
     // taking every batch of an epoch.
     if (this.round.some((e) => e.sessionId === sessionId))
-      return error(
+      return errorPayload(
         "rateLimited",
         "this session's update is in the open version; wait for the next",
-        250,
+        { retryAfterMs: 250 },
       );
     if (this.scheduler.liveLeases().filter((l) => l.sessionId === sessionId).length >= MAX_LEASES)
-      return error("rateLimited", `a session holds at most ${MAX_LEASES} leases at once`, 250);
+      return errorPayload("rateLimited", `a session holds at most ${MAX_LEASES} leases at once`, {
+        retryAfterMs: 250,
+      });
     const c = this.config;
     const steps = c.strategy.kind === "localSgd" ? c.strategy.innerSteps : 1;
     const work = c.batchSize * steps;
@@ -223,10 +224,10 @@ export class Run {
         : c.leaseMs;
     const lease = this.scheduler.issue(sessionId, now, duration, this.record.version);
     if (!lease)
-      return error(
+      return errorPayload(
         "rateLimited",
         "every batch of this epoch is leased or being aggregated; ask again shortly",
-        250,
+        { retryAfterMs: 250 },
       );
     const indices = batchSamples(this.data.train.count, c.batchSize, c.seed, lease.batch);
     const batch = gatherBatch(this.data.train, indices);
@@ -256,19 +257,29 @@ export class Run {
   submit(sessionId: string, messageId: string, u: GradientUpdate, now: number): Outgoing[] {
     const s = this.sessions.get(sessionId);
     if (!s)
-      return [{ to: sessionId, payload: error("notJoined", "join this run first", 0, messageId) }];
+      return [
+        {
+          to: sessionId,
+          payload: errorPayload("notJoined", "join this run first", { ref: messageId }),
+        },
+      ];
     if (s.quarantined)
       return [
         {
           to: sessionId,
-          payload: error("quarantined", "this session's updates kept failing checks", 0, messageId),
+          payload: errorPayload("quarantined", "this session's updates kept failing checks", {
+            ref: messageId,
+          }),
         },
       ];
     if (!this.active)
       return [
         {
           to: sessionId,
-          payload: error("runNotActive", `the run is ${this.record.state}`, 2000, messageId),
+          payload: errorPayload("runNotActive", `the run is ${this.record.state}`, {
+            retryAfterMs: 2000,
+            ref: messageId,
+          }),
         },
       ];
     const lease = this.scheduler.get(u.leaseId);
@@ -386,7 +397,9 @@ export class Run {
         ...out,
         {
           to: "*",
-          payload: error("runNotActive", `the run is ${state}`, state === "paused" ? 2000 : 0),
+          payload: errorPayload("runNotActive", `the run is ${state}`, {
+            retryAfterMs: state === "paused" ? 2000 : 0,
+          }),
         },
       ];
     }
@@ -442,11 +455,11 @@ export class Run {
     s.updatesRefused++;
     const counts = this.record.counters.updatesRefused;
     counts[r.code] = (counts[r.code] ?? 0) + 1;
-    const out: Outgoing[] = [{ to: s.id, payload: error(r.code, r.message, 0, ref) }];
+    const out: Outgoing[] = [{ to: s.id, payload: errorPayload(r.code, r.message, { ref }) }];
     if (STRIKES.has(r.code) && this.strike(s))
       out.push({
         to: s.id,
-        payload: error(
+        payload: errorPayload(
           "quarantined",
           "this session's updates kept failing checks; it is quarantined",
         ),
@@ -488,12 +501,9 @@ export class Run {
       this.scheduler.unpend(round.map((e) => e.lease));
       return round.map((e) => ({
         to: e.sessionId,
-        payload: error(
-          "internal",
-          "the aggregated step was not finite and was discarded",
-          0,
-          e.messageId,
-        ),
+        payload: errorPayload("internal", "the aggregated step was not finite and was discarded", {
+          ref: e.messageId,
+        }),
       }));
     }
     const r = this.record;
@@ -550,7 +560,7 @@ export class Run {
       for (const l of this.scheduler.liveLeases()) this.scheduler.revoke(l.id);
       out.push({
         to: "*",
-        payload: error("runNotActive", "the run finished: its stop condition was reached"),
+        payload: errorPayload("runNotActive", "the run finished: its stop condition was reached"),
       });
     }
     if (epochDone) this.firstCopies.clear();
@@ -582,15 +592,6 @@ function votes(round: readonly Contribution[]): WeightedUpdate[] {
     });
     return { key: mine[0]!.key, tensors, weight: total };
   });
-}
-
-function error(
-  code: Extract<Payload, { type: "error" }>["code"],
-  message: string,
-  retryAfterMs = 0,
-  ref = "",
-): Payload {
-  return { type: "error", code, message, ref, retryAfterMs };
 }
 
 function allFinite(a: Float32Array): boolean {

@@ -1,10 +1,25 @@
 // Every update is checked before it touches anything. A refusal names its reason as the wire's
 // ErrorCode and says, in a sentence, what was wrong; nothing of the run changes.
-import type { ErrorCode, GradientUpdate, ParameterLayout } from "@pangea/shared";
+import type { ErrorCode, GradientUpdate, ParameterLayout, Payload } from "@pangea/shared";
 import type { StrategyConfig } from "./run-config.ts";
 import type { Lease } from "./scheduler.ts";
 
 export type Refusal = { code: ErrorCode; message: string };
+
+/** The wire's error message: `ref` names the refused message, `retryAfterMs` when to ask again. */
+export function errorPayload(
+  code: ErrorCode,
+  message: string,
+  options: { ref?: string; retryAfterMs?: number } = {},
+): Payload {
+  return {
+    type: "error",
+    code,
+    message,
+    ref: options.ref ?? "",
+    retryAfterMs: options.retryAfterMs ?? 0,
+  };
+}
 
 export type Checked =
   | { ok: true; tensors: Float32Array[]; norm: number }

@@ -6,12 +6,6 @@ import { createApp } from "./app.ts";
 const app = createApp();
 
 describe("the coordinator's HTTP surface", () => {
-  it("answers the health check", async () => {
-    const res = await app.request("/health");
-    expect(res.status).toBe(200);
-    expect(await res.json()).toMatchObject({ ok: true });
-  });
-
   it("serves the schema and a plain page", async () => {
     expect(await (await app.request("/schema/pangea.capnp")).text()).toContain(
       "struct GradientUpdate",

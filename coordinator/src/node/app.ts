@@ -1,6 +1,6 @@
-// The coordinator's HTTP surface as it stands today: the wire exists, runs do not yet. It serves
-// a plain page, a health check, the schema, and a frame inspector that decodes a posted Cap'n
-// Proto frame with the same codec the WebSocket will use, answering its typed refusal as JSON.
+// The Node server's own pages beside the API (core/http-api.ts): a plain page, the schema, and a
+// frame inspector that decodes a posted Cap'n Proto frame with the same codec the WebSocket
+// uses, answering its typed refusal as JSON.
 import { readFileSync } from "node:fs";
 import { decodeMessage, defaultDecodeLimits, type Tensor } from "@pangea/shared";
 import { Hono } from "hono";
@@ -33,16 +33,8 @@ function toJson(value: unknown): unknown {
   return value;
 }
 
-export function createApp(startedAt = Date.now()) {
+export function createApp() {
   const app = new Hono();
-
-  app.get("/health", (c) =>
-    c.json({
-      ok: true,
-      uptimeSeconds: Math.round((Date.now() - startedAt) / 1000),
-      wire: "pangea.capnp",
-    }),
-  );
 
   app.get("/schema/pangea.capnp", (c) => c.text(schemaText));
 
@@ -77,9 +69,12 @@ export function createApp(startedAt = Date.now()) {
 <h1>Pangea</h1>
 <p>A volunteer compute network for training neural networks: open the contributor page, and your
 browser tab's GPU helps train a shared model.</p>
-<p>This coordinator is at an early stage: the wire protocol is in place; training runs, the
-contributor page and the dashboard come next.</p>
+<p>This coordinator trains runs with headless contributors
+(<code>pnpm pangea worker http://localhost:8080</code>); the contributor page and the dashboard
+come next.</p>
 <ul>
+<li><a href="/api/runs">/api/runs</a> — the runs and how far each has come</li>
+<li><a href="/metrics">/metrics</a> — Prometheus metrics</li>
 <li><a href="/health">/health</a> — is the coordinator up</li>
 <li><a href="/schema/pangea.capnp">/schema/pangea.capnp</a> — the wire protocol</li>
 <li><code>POST /api/wire/decode</code> — decode a Cap'n Proto frame and see what it says</li>

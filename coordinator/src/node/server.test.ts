@@ -43,6 +43,12 @@ afterAll(async () => {
 });
 
 describe("the Node server's HTTP API", () => {
+  it("answers the health check", async () => {
+    const res = await api("/health", { admin: false });
+    expect(res.status).toBe(200);
+    expect(await res.json()).toMatchObject({ ok: true, runs: 0 });
+  });
+
   it("refuses admin actions without the token", async () => {
     const res = await api("/api/runs", { method: "POST", body: "{}", admin: false });
     expect(res.status).toBe(401);

@@ -67,7 +67,7 @@ export async function startServer(options: ServerOptions) {
   for (const run of coordinator.runs.values())
     log(`run ${run.id} "${run.config.name}": ${run.record.state} at version ${run.record.version}`);
 
-  const app = createApp(startedAt);
+  const app = createApp();
   app.route("/", createApi(coordinator, { adminToken, startedAt }));
 
   let stopping = false;

@@ -108,11 +108,18 @@ export class HeadlessWorker {
         this.refusals.push(p.code);
         if (p.code === "rateLimited" || (p.code === "runNotActive" && p.retryAfterMs > 0)) {
           this.schedule(() => this.requestLease(), p.retryAfterMs || 500);
-        } else if (p.code === "runNotActive" || p.code === "quarantined") {
+        } else if (p.code === "unknownRun" && p.retryAfterMs > 0) {
+          // No run is active yet: ask to join again later.
+          this.schedule(() => this.start(), p.retryAfterMs);
+        } else if (
+          p.code === "runNotActive" ||
+          p.code === "quarantined" ||
+          p.code === "unknownRun"
+        ) {
           this.finished = true;
         } else if (p.ref === "" && p.code !== "internal") {
           return;
-        } else if (p.code !== "unknownRun") {
+        } else {
           // A refused update or lease: carry on with the next batch.
           this.requestLease();
         }
