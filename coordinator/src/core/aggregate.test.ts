@@ -43,6 +43,32 @@ describe("aggregation", () => {
     expect([...even!]).toEqual([6]);
   });
 
+  it("agrees with a plain sorted column for small and large update counts", () => {
+    let seed = 3;
+    const rand = () => {
+      seed = (seed * 1103515245 + 12345) >>> 0;
+      return seed / 2 ** 32 - 0.5;
+    };
+    for (const n of [1, 2, 7, 10, 48, 49, 80]) {
+      const updates = Array.from({ length: n }, (_, k) =>
+        u(
+          `k${String(k).padStart(3, "0")}`,
+          Array.from({ length: 5 }, () => Math.round(rand() * 8) + 0),
+        ),
+      );
+      const cut = Math.min(Math.ceil(0.2 * n - 1e-9), Math.floor((n - 1) / 2));
+      const [trimmed] = aggregate(updates, { kind: "trimmedMean", trim: 0.2 });
+      const [median] = aggregate(updates, { kind: "median" });
+      for (let i = 0; i < 5; i++) {
+        const column = updates.map((x) => x.tensors[0]![i]!).sort((a, b) => a - b);
+        const kept = column.slice(cut, n - cut);
+        expect(trimmed![i]).toBeCloseTo(kept.reduce((a, b) => a + b, 0) / kept.length, 5);
+        const mid = n % 2 ? column[(n - 1) / 2]! : (column[n / 2 - 1]! + column[n / 2]!) / 2;
+        expect(median![i]).toBe(mid);
+      }
+    }
+  });
+
   it("clips each update's norm before aggregating", () => {
     expect(updateNorm([Float32Array.from([3, 4])])).toBe(5);
     expect(clipFactor(5, 1)).toBeCloseTo(0.2);

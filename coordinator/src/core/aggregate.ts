@@ -70,7 +70,7 @@ export function aggregate(
     const out = new Float32Array(length);
     for (let i = 0; i < length; i++) {
       for (let ui = 0; ui < n; ui++) column[ui] = sorted[ui]!.tensors[ti]![i]! * clip[ui]!;
-      column.sort();
+      sortColumn(column);
       if (options.kind === "median") {
         out[i] = n % 2 === 1 ? column[(n - 1) / 2]! : (column[n / 2 - 1]! + column[n / 2]!) / 2;
       } else {
@@ -81,4 +81,26 @@ export function aggregate(
     }
     return out;
   });
+}
+
+/**
+ * Sorts a column of values in place. A version has a few dozen updates at most, and for so few
+ * an inline insertion sort is about 10x faster than the typed array's sort call, which the robust
+ * aggregators make once per coordinate (100,000 times per MNIST version).
+ */
+function sortColumn(column: Float64Array): void {
+  const n = column.length;
+  if (n > 48) {
+    column.sort();
+    return;
+  }
+  for (let i = 1; i < n; i++) {
+    const v = column[i]!;
+    let j = i - 1;
+    while (j >= 0 && column[j]! > v) {
+      column[j + 1] = column[j]!;
+      j--;
+    }
+    column[j + 1] = v;
+  }
 }

@@ -97,11 +97,13 @@ export class Simulation {
         }
         continue;
       }
-      // Nothing in flight: move the clock to the next timer (or a tick later) and tick.
+      // Nothing in flight: move the clock to the next timer (or a compute time later), fire
+      // every timer that is due by then, and tick.
       this.timers.sort((a, b) => a.at - b.at);
-      const next = this.timers.shift();
-      this.clock.t = Math.max(this.clock.t + this.computeMs, next?.at ?? 0);
-      next?.fn();
+      this.clock.t = Math.max(this.clock.t + this.computeMs, this.timers[0]?.at ?? 0);
+      const due = this.timers.filter((t) => t.at <= this.clock.t);
+      this.timers = this.timers.filter((t) => t.at > this.clock.t);
+      for (const t of due) t.fn();
       this.coordinator.tick();
     }
     return done();

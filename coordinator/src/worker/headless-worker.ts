@@ -43,6 +43,9 @@ export class HeadlessWorker {
   private training: TrainingConfig | undefined;
   private params: Float32Array | undefined;
   private messages = 0;
+  /** The id of the lease request awaiting its answer: one at a time, so that retries never multiply. */
+  private leaseRequest = "";
+  private joinRequest = "";
   private attackIndex = 0;
   private stopped = false;
   private readonly schedule: (fn: () => void, ms: number) => void;
@@ -64,7 +67,9 @@ export class HeadlessWorker {
       softwareFallback: true,
       userAgent: "pangea-worker",
     };
-    this.post({
+    // A reconnect loses whatever was in flight on the old connection.
+    this.leaseRequest = "";
+    this.joinRequest = this.post({
       type: "join",
       runId: this.options.runId ?? this.runId,
       sessionToken: this.sessionToken,
@@ -99,6 +104,7 @@ export class HeadlessWorker {
           this.setParameters(p.version, p.tensors);
         return;
       case "lease":
+        this.leaseRequest = "";
         this.train(p);
         return;
       case "ack":
@@ -106,6 +112,9 @@ export class HeadlessWorker {
         return;
       case "error":
         this.refusals.push(p.code);
+        // A refused update needs nothing more: the next lease was already asked for.
+        if (p.ref !== "" && p.ref !== this.leaseRequest && p.ref !== this.joinRequest) return;
+        if (p.ref === this.leaseRequest) this.leaseRequest = "";
         if (p.code === "rateLimited" || (p.code === "runNotActive" && p.retryAfterMs > 0)) {
           this.schedule(() => this.requestLease(), p.retryAfterMs || 500);
         } else if (p.code === "unknownRun" && p.retryAfterMs > 0) {
@@ -149,8 +158,8 @@ export class HeadlessWorker {
   }
 
   private requestLease(): void {
-    if (this.stopped || this.finished) return;
-    this.post({ type: "leaseRequest", maxBatches: 1 });
+    if (this.stopped || this.finished || this.leaseRequest) return;
+    this.leaseRequest = this.post({ type: "leaseRequest", maxBatches: 1 });
   }
 
   private train(lease: Extract<Payload, { type: "lease" }>): void {
@@ -228,15 +237,17 @@ export class HeadlessWorker {
     this.requestLease();
   }
 
-  private post(payload: Payload): void {
+  private post(payload: Payload): string {
+    const messageId = `w${++this.messages}`;
     this.send(
       encodeMessage({
-        messageId: `w${++this.messages}`,
+        messageId,
         sender: this.sessionId || "new",
         recipient: "coordinator",
         timestamp: Date.now(),
         payload,
       }),
     );
+    return messageId;
   }
 }
