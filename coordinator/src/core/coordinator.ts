@@ -17,7 +17,7 @@ import { errorPayload } from "./validate.ts";
 export const PROTOCOL_VERSION = 1;
 /** Sessions are asked to send a heartbeat this often; one silent for 3× this is dropped. */
 export const HEARTBEAT_MS = 10_000;
-/** Parameter broadcasts to a peer with more than this queued are skipped (it gets the next). */
+/** A peer with more than this queued gets no new lease (and so no parameters) until it drains. */
 const BACKPRESSURE_BYTES = 8 * 1024 * 1024;
 
 interface Session {
@@ -25,6 +25,8 @@ interface Session {
   token: string;
   runId: string;
   peer: Peer | undefined;
+  /** The newest parameter version this session's connection was sent. */
+  knownVersion: number;
 }
 
 /** Counters for /metrics, since the process started. */
@@ -33,7 +35,10 @@ export interface CoordinatorCounters {
   framesRefused: number;
   bytesIn: number;
   bytesOut: number;
-  broadcastsSkipped: number;
+  /** Lease requests deferred because the peer had too much queued (backpressure). */
+  leasesDeferred: number;
+  /** Parameter frames sent with leases (pulled by sessions that were behind). */
+  parameterFrames: number;
 }
 
 export class Coordinator {
@@ -47,8 +52,11 @@ export class Coordinator {
     framesRefused: 0,
     bytesIn: 0,
     bytesOut: 0,
-    broadcastsSkipped: 0,
+    leasesDeferred: 0,
+    parameterFrames: 0,
   };
+  /** The current parameters of each run, encoded once per version and sent to whoever needs them. */
+  private readonly parameterFrames = new Map<string, { version: number; frame: Uint8Array }>();
 
   constructor(
     readonly store: Store,
@@ -180,8 +188,23 @@ export class Coordinator {
     run.seen(session.id, now);
     switch (p.type) {
       case "leaseRequest": {
+        if (peer.bufferedAmount() > BACKPRESSURE_BYTES) {
+          this.counters.leasesDeferred++;
+          this.reply(
+            peer,
+            errorPayload("rateLimited", "this connection is behind on reading; ask again soon", {
+              ref: m.messageId,
+              retryAfterMs: 500,
+            }),
+          );
+          return;
+        }
         const answer = run.requestLease(session.id, now);
         if (answer.type === "error") answer.ref = m.messageId;
+        // Parameters are pulled, not broadcast: a session that is behind gets the current ones
+        // just before the lease that will use them. A version then costs one parameter frame
+        // per lease, not one per connected tab.
+        else if (session.knownVersion < run.record.version) this.sendParameters(peer, session, run);
         this.reply(peer, answer);
         return;
       }
@@ -254,11 +277,18 @@ export class Coordinator {
       old.close(4001, "replaced by a newer connection of this session");
     }
     if (!session) {
-      session = { id: randomId("s"), token: randomId("t", 16), runId: run.id, peer };
+      session = {
+        id: randomId("s"),
+        token: randomId("t", 16),
+        runId: run.id,
+        peer,
+        knownVersion: -1,
+      };
       this.sessions.set(session.id, session);
       this.byToken.set(session.token, session);
     }
     session.peer = peer;
+    session.knownVersion = run.record.version;
     this.peers.set(peer, session);
     run.join(session.id, p.client, now);
     this.send(peer, {
@@ -297,10 +327,6 @@ export class Coordinator {
         for (const s of run.sessions.values()) {
           const peer = this.sessions.get(s.id)?.peer;
           if (!peer || s.quarantined) continue;
-          if (o.payload.type === "parameters" && peer.bufferedAmount() > BACKPRESSURE_BYTES) {
-            this.counters.broadcastsSkipped++;
-            continue;
-          }
           frame ??= this.encode(o.payload, "");
           this.transmit(peer, frame);
         }
@@ -309,6 +335,21 @@ export class Coordinator {
         if (peer) this.send(peer, o.payload);
       }
     }
+  }
+
+  private sendParameters(peer: Peer, session: Session, run: Run): void {
+    const version = run.record.version;
+    let cached = this.parameterFrames.get(run.id);
+    if (cached?.version !== version) {
+      cached = {
+        version,
+        frame: this.encode({ type: "parameters", version, tensors: run.parameterTensors() }, ""),
+      };
+      this.parameterFrames.set(run.id, cached);
+    }
+    this.counters.parameterFrames++;
+    this.transmit(peer, cached.frame);
+    session.knownVersion = version;
   }
 
   private reply(peer: Peer, payload: Payload): void {

@@ -229,5 +229,17 @@ export function prometheus(coordinator: Coordinator): string {
   metric("pangea_frames_refused_total", "counter", "Frames that failed to decode.", [
     ["", k.framesRefused],
   ]);
+  metric(
+    "pangea_parameter_frames_total",
+    "counter",
+    "Parameter frames sent to sessions that were behind, with their next lease.",
+    [["", k.parameterFrames]],
+  );
+  metric(
+    "pangea_leases_deferred_total",
+    "counter",
+    "Lease requests deferred because the connection had too much queued.",
+    [["", k.leasesDeferred]],
+  );
   return `${lines.join("\n")}\n`;
 }

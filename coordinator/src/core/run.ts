@@ -1,7 +1,7 @@
 // One training run: its parameters and optimizer, its scheduler, the sessions training it, and
 // the version being gathered. Methods take the current time and return the messages to send;
 // the Coordinator routes them. Every version is committed to the Store before any of those
-// messages (acknowledgements, parameters) is returned, so nothing announced can be lost.
+// messages (acknowledgements; parameters go out with later leases) is returned, so nothing announced can be lost.
 import {
   type ClientInfo,
   type GradientUpdate,
@@ -552,10 +552,6 @@ export class Run {
       to: e.sessionId,
       payload: { type: "ack", ref: e.messageId, leaseId: e.lease.id, version: r.version },
     }));
-    out.push({
-      to: "*",
-      payload: { type: "parameters", version: r.version, tensors: this.parameterTensors() },
-    });
     if (r.state === "finished") {
       for (const l of this.scheduler.liveLeases()) this.scheduler.revoke(l.id);
       out.push({
