@@ -22,12 +22,12 @@ import {
   type ModelSpec,
   mlpSpec,
   mnistMlp,
+  PROTOCOL_VERSION,
   parameterLayout,
   type WireMessage,
 } from "@pangea/shared";
 import { randomFloats } from "@pangea/shared/testing";
 import { WebSocket, WebSocketServer } from "ws";
-import { PROTOCOL_VERSION } from "../src/core/coordinator.ts";
 import { resolveRunConfig } from "../src/core/run-config.ts";
 import { checkUpdate } from "../src/core/validate.ts";
 

@@ -5,6 +5,7 @@
 import {
   decodeMessage,
   encodeMessage,
+  PROTOCOL_VERSION,
   type Payload,
   type TrainingConfig,
   type WireMessage,
@@ -14,7 +15,6 @@ import { type Outgoing, Run } from "./run.ts";
 import { type RunConfig, type RunConfigInput, resolveRunConfig } from "./run-config.ts";
 import { errorPayload } from "./validate.ts";
 
-export const PROTOCOL_VERSION = 1;
 /** Sessions are asked to send a heartbeat this often; one silent for 3× this is dropped. */
 export const HEARTBEAT_MS = 10_000;
 /** A peer with more than this queued gets no new lease (and so no parameters) until it drains. */

@@ -52,16 +52,17 @@ export class Simulation {
 
   addWorker(options: HeadlessWorkerOptions = {}): HeadlessWorker {
     const peer = new SimulatedPeer(this);
-    const worker = new HeadlessWorker(
-      (frame) => {
-        if (peer.open) this.queue.push({ to: "coordinator", from: peer, frame });
-      },
-      { ...options, schedule: (fn, ms) => this.timers.push({ at: this.clock.t + ms, fn }) },
-    );
+    const worker = new HeadlessWorker({
+      ...options,
+      schedule: (fn, ms) => this.timers.push({ at: this.clock.t + ms, fn }),
+      now: () => this.clock.t,
+    });
     peer.worker = worker;
     this.workers.set(worker, peer);
     this.coordinator.connect(peer);
-    worker.start();
+    worker.connect((frame) => {
+      if (peer.open) this.queue.push({ to: "coordinator", from: peer, frame });
+    });
     return worker;
   }
 
@@ -69,7 +70,7 @@ export class Simulation {
   dropWorker(worker: HeadlessWorker): void {
     const peer = this.workers.get(worker)!;
     peer.open = false;
-    worker.stop();
+    worker.disconnect();
     this.workers.delete(worker);
     this.coordinator.disconnect(peer);
   }

@@ -40,6 +40,9 @@ export interface TrainingBatch {
   index?: number;
 }
 
+/** The protocol version a client states in its join; the coordinator refuses any other. */
+export const PROTOCOL_VERSION = 1;
+
 export interface GradientUpdate {
   gradientId: string;
   /** One tensor per parameter, in the model's order. Encoded as `encoding` says (fp32 data in). */

@@ -1,0 +1,307 @@
+// A contributor's side of the protocol, whatever computes its updates: join (or resume with the
+// session token), lease a batch, hand it to a Trainer, send the update, ask for the next lease.
+// The browser tab (WGSL kernels in a Web Worker) and the headless worker (the CPU reference) are
+// both a Contributor with a different Trainer, so the protocol lives once.
+//
+// A Trainer may answer synchronously (the CPU reference, in the in-process simulation, where the
+// order of events must not depend on microtasks) or with promises (the GPU): every step goes
+// through one queue, which stays synchronous until a promise shows up.
+import { decodeMessage, encodeMessage } from "../wire/codec.ts";
+import {
+  type ClientInfo,
+  type Encoding,
+  type ModelSpec,
+  PROTOCOL_VERSION,
+  type Payload,
+  type Tensor,
+  type TrainingConfig,
+} from "../wire/messages.ts";
+
+export type Lease = Extract<Payload, { type: "lease" }>;
+type Maybe<T> = T | Promise<T>;
+
+export interface WorkResult {
+  /** The update, one tensor per parameter, encoded as `encoding`. */
+  tensors: Tensor[];
+  encoding: Encoding;
+  loss: number;
+  correct: number;
+  /** Overrides the lease id sent back (only the adversarial tests' workers do). */
+  leaseId?: number;
+}
+
+export interface Trainer {
+  /** Describes the device for the coordinator's workers table. */
+  readonly client: ClientInfo;
+  /** The run's model and training settings, on every welcome (a reconnect may change runs). */
+  prepare(model: ModelSpec, training: TrainingConfig): Maybe<void>;
+  /** The parameters the next lease starts from. */
+  setParameters(version: number, tensors: readonly Tensor[]): Maybe<void>;
+  /** Computes the lease's update (a gradient, or a parameter delta after inner steps). */
+  work(lease: Lease, training: TrainingConfig): Maybe<WorkResult>;
+}
+
+export interface ContributorOptions {
+  /** "" lets the coordinator pick an active run. */
+  runId?: string;
+  /** A token from an earlier session, to resume it. */
+  sessionToken?: string;
+  /** How the contributor waits; setTimeout by default. */
+  schedule?: (fn: () => void, ms: number) => void;
+  /** Every message received (logs, tests, the page's status). */
+  onMessage?: (payload: Payload) => void;
+  /** After each lease's work: its stats and how long it took. */
+  onWork?: (result: WorkResult & { samples: number; ms: number }) => void;
+  /** A trainer failure (a lost GPU device): the contributor stops. */
+  onError?: (error: unknown) => void;
+  /** Milliseconds now, for measuring work; performance.now by default. */
+  now?: () => number;
+}
+
+export class Contributor {
+  runId = "";
+  sessionId = "";
+  sessionToken: string;
+  version = -1;
+  model: ModelSpec | undefined;
+  training: TrainingConfig | undefined;
+  updatesSent = 0;
+  acks = 0;
+  samplesDone = 0;
+  refusals: string[] = [];
+  /** The run ended for this contributor (finished, stopped, quarantined, unknown). */
+  finished = false;
+  paused = false;
+  /** The fraction of time spent working (1: flat out); the rest is spent waiting between leases. */
+  duty = 1;
+  /** Measured samples per second of work, for the coordinator's lease deadlines. */
+  samplesPerSecond = 0;
+  private send: (frame: Uint8Array) => void = () => {};
+  private connected = false;
+  private messages = 0;
+  /** The lease request awaiting its answer: one at a time, so that retries never multiply. */
+  private leaseRequest = "";
+  private joinRequest = "";
+  private working = false;
+  private queue: Maybe<void> = undefined;
+  private heartbeatTimer = 0;
+  private readonly schedule: (fn: () => void, ms: number) => void;
+  private readonly now: () => number;
+
+  constructor(
+    readonly trainer: Trainer,
+    readonly options: ContributorOptions = {},
+  ) {
+    this.runId = options.runId ?? "";
+    this.sessionToken = options.sessionToken ?? "";
+    this.schedule = options.schedule ?? ((fn, ms) => setTimeout(fn, ms));
+    this.now = options.now ?? (() => performance.now());
+  }
+
+  /** A connection is open: join (resuming the session when a token is known). */
+  connect(send: (frame: Uint8Array) => void): void {
+    this.send = send;
+    this.connected = true;
+    // Whatever was in flight on an older connection is gone with it.
+    this.leaseRequest = "";
+    this.heartbeatTimer++;
+    this.joinRequest = this.post({
+      type: "join",
+      runId: this.runId,
+      sessionToken: this.sessionToken,
+      client: this.trainer.client,
+      encodings: ["fp32", "fp16", "int8"],
+      protocolVersion: PROTOCOL_VERSION,
+    });
+  }
+
+  /** The connection dropped: wait for the next connect. */
+  disconnect(): void {
+    this.connected = false;
+    this.heartbeatTimer++;
+  }
+
+  /** Says goodbye (leases go back at once) and stops. */
+  leave(reason = "the contributor left"): void {
+    if (this.connected) this.post({ type: "leave", reason });
+    this.finished = true;
+    this.disconnect();
+  }
+
+  pause(): void {
+    this.paused = true;
+  }
+
+  resume(): void {
+    if (!this.paused) return;
+    this.paused = false;
+    this.requestLease();
+  }
+
+  /** One frame from the coordinator. A frame that fails to decode is reported, not thrown. */
+  receive(frame: Uint8Array): void {
+    const decoded = decodeMessage(frame);
+    if (!decoded.ok) {
+      this.options.onError?.(
+        new Error(`the coordinator sent a bad frame: ${decoded.error.message}`),
+      );
+      return;
+    }
+    const p = decoded.message.payload;
+    this.options.onMessage?.(p);
+    switch (p.type) {
+      case "welcome": {
+        this.runId = p.runId;
+        this.sessionId = p.sessionId;
+        this.sessionToken = p.sessionToken;
+        this.model = p.model;
+        this.training = p.training;
+        this.version = p.version;
+        this.enqueue(() =>
+          after(this.trainer.prepare(p.model, p.training), () =>
+            this.trainer.setParameters(p.version, p.parameters),
+          ),
+        );
+        this.heartbeat(p.heartbeatMs);
+        this.enqueue(() => this.requestLease());
+        return;
+      }
+      case "parameters":
+        if (p.deltaFrom === undefined && p.version > this.version) {
+          this.version = p.version;
+          this.enqueue(() => this.trainer.setParameters(p.version, p.tensors));
+        }
+        return;
+      case "lease":
+        this.leaseRequest = "";
+        this.enqueue(() => this.work(p));
+        return;
+      case "ack":
+        this.acks++;
+        return;
+      case "error":
+        this.refused(p);
+        return;
+      default:
+        return;
+    }
+  }
+
+  private refused(p: Extract<Payload, { type: "error" }>): void {
+    this.refusals.push(p.code);
+    // A refused update needs nothing more: the next lease was already asked for.
+    if (p.ref !== "" && p.ref !== this.leaseRequest && p.ref !== this.joinRequest) return;
+    if (p.ref === this.leaseRequest) this.leaseRequest = "";
+    const retry = p.retryAfterMs > 0;
+    if (p.code === "rateLimited" || (p.code === "runNotActive" && retry)) {
+      this.schedule(() => this.requestLease(), p.retryAfterMs || 500);
+    } else if (p.code === "unknownRun" && retry) {
+      // No run is active yet: ask again later.
+      this.schedule(() => {
+        if (this.connected && !this.finished) this.connect(this.send);
+      }, p.retryAfterMs);
+    } else if (
+      p.code === "runNotActive" ||
+      p.code === "quarantined" ||
+      p.code === "unknownRun" ||
+      p.code === "protocolVersion"
+    ) {
+      this.finished = true;
+    } else if (p.ref !== "") {
+      this.requestLease();
+    }
+  }
+
+  /** Keeps the session alive while it waits (a paused run, an idle epoch end). */
+  private heartbeat(everyMs: number): void {
+    const timer = ++this.heartbeatTimer;
+    const beat = () => {
+      if (timer !== this.heartbeatTimer || this.finished || !this.connected) return;
+      this.post({ type: "heartbeat", sentAt: Date.now(), samplesPerSecond: this.samplesPerSecond });
+      this.schedule(beat, everyMs);
+    };
+    this.schedule(beat, everyMs);
+  }
+
+  private requestLease(): void {
+    if (!this.connected || this.finished || this.paused || this.leaseRequest || this.working)
+      return;
+    this.leaseRequest = this.post({ type: "leaseRequest", maxBatches: 1 });
+  }
+
+  private work(lease: Lease): Maybe<void> {
+    if (!this.connected || this.finished) return;
+    const training = this.training!;
+    const connection = this.send;
+    const started = this.now();
+    this.working = true;
+    return after(this.trainer.work(lease, training), (result) => {
+      this.working = false;
+      const ms = this.now() - started;
+      const samples = lease.batch.labels.shape[0] ?? 0;
+      const work = samples * Math.max(1, lease.innerSteps);
+      if (ms > 0) this.samplesPerSecond = (1000 * work) / ms;
+      this.samplesDone += samples;
+      this.options.onWork?.({ ...result, samples, ms });
+      // A reconnect while working: the lease went back with the old connection.
+      if (this.send !== connection || !this.connected) return;
+      this.updatesSent++;
+      this.post({
+        type: "gradientUpdate",
+        gradientId: `${this.sessionId}:${lease.leaseId}`,
+        gradients: result.tensors,
+        loss: result.loss,
+        correct: result.correct,
+        timestamp: Date.now(),
+        nodeId: this.sessionId,
+        batchId: lease.batch.batchId,
+        leaseId: result.leaseId ?? lease.leaseId,
+        baseVersion: Math.min(this.version, lease.baseVersion),
+        sampleCount: samples,
+        encoding: result.encoding,
+        kind: training.strategy === "localSgd" ? "parameterDelta" : "gradient",
+        innerSteps: lease.innerSteps,
+      });
+      // The throttle: rest in proportion to the work, so the device is busy `duty` of the time.
+      const rest = this.duty < 1 ? (ms * (1 - this.duty)) / Math.max(this.duty, 0.05) : 0;
+      if (rest > 0) this.schedule(() => this.requestLease(), rest);
+      else this.requestLease();
+    });
+  }
+
+  private enqueue(step: () => Maybe<void>): void {
+    const next = after(this.queue, step);
+    if (next instanceof Promise) {
+      const guarded = next.catch((e) => this.fail(e));
+      this.queue = guarded;
+      void guarded.then(() => {
+        if (this.queue === guarded) this.queue = undefined;
+      });
+    }
+  }
+
+  private fail(error: unknown): void {
+    this.working = false;
+    this.finished = true;
+    this.options.onError?.(error);
+  }
+
+  private post(payload: Payload): string {
+    const messageId = `w${++this.messages}`;
+    this.send(
+      encodeMessage({
+        messageId,
+        sender: this.sessionId || "new",
+        recipient: "coordinator",
+        timestamp: Date.now(),
+        payload,
+      }),
+    );
+    return messageId;
+  }
+}
+
+/** Runs `f` after `x`: at once when `x` is not a promise, so synchronous trainers stay synchronous. */
+function after<T, U>(x: Maybe<T>, f: (value: T) => Maybe<U>): Maybe<U> {
+  return x instanceof Promise ? x.then(f) : f(x);
+}
