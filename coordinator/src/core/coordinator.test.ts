@@ -97,6 +97,29 @@ describe("the coordinator, with headless workers in one process", () => {
     expect(resumed.record.evaluation!.accuracy).toBeGreaterThanOrEqual(0.9);
   });
 
+  it("commits each batch of an epoch once while tabs close mid-lease and new ones join", () => {
+    const sim = new Simulation();
+    const run = sim.coordinator.createRun(
+      blobs({
+        strategy: { kind: "asynchronous", maxStaleness: 4, buffer: 2 },
+        leaseMs: 3000,
+        stop: { targetAccuracy: 0, epochs: 4, versions: 0 },
+      }),
+    );
+    const workers = Array.from({ length: 4 }, () => sim.addWorker({ runId: run.id }));
+    sim.runUntil(() => run.record.version >= 20);
+    // Two tabs vanish holding leases; two new ones come.
+    sim.dropWorker(workers[0]!);
+    sim.dropWorker(workers[1]!);
+    sim.addWorker({ runId: run.id });
+    sim.addWorker({ runId: run.id });
+    sim.runUntil(() => run.record.state === "finished");
+    expect(run.epoch).toBe(4);
+    const perEpoch = run.scheduler.batchCount;
+    const commits = run.record.counters.batchCommits!;
+    for (let e = 0; e < 4; e++) expect(commits[e]).toBe(perEpoch);
+  });
+
   it("answers a malformed frame with an error and changes nothing", () => {
     const sim = new Simulation();
     const run = sim.coordinator.createRun(blobs());

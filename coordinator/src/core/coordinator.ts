@@ -55,6 +55,8 @@ export class Coordinator {
     leasesDeferred: 0,
     parameterFrames: 0,
   };
+  /** Who waits for each run's next change (the dashboard's event streams). */
+  private readonly watchers = new Map<string, Set<() => void>>();
   /** The current parameters of each run, encoded once per version and sent to whoever needs them. */
   private readonly parameterFrames = new Map<string, { version: number; frame: Uint8Array }>();
 
@@ -78,6 +80,7 @@ export class Coordinator {
     const run = Run.create(randomId("run"), config, this.store, now);
     this.runs.set(run.id, run);
     if (start) this.route(run, run.setState("running", now));
+    this.changed(run.id);
     return run;
   }
 
@@ -85,6 +88,7 @@ export class Coordinator {
     const run = this.runs.get(id);
     if (!run) throw new Error(`no run ${id}`);
     this.route(run, run.setState(state, this.clock.now()));
+    this.changed(run.id);
     return run;
   }
 
@@ -111,6 +115,29 @@ export class Coordinator {
     if (session && session.peer === peer) {
       session.peer = undefined;
       this.runs.get(session.runId)?.leave(session.id, this.clock.now());
+      this.changed(session.runId);
+    }
+  }
+
+  /**
+   * Resolves at the run's next change: a committed version, a state change, a session joining
+   * or leaving. Event streams wait on this instead of polling.
+   */
+  nextChange(runId: string): Promise<void> {
+    return new Promise((resolve) => {
+      const set = this.watchers.get(runId) ?? new Set();
+      this.watchers.set(runId, set);
+      set.add(resolve);
+    });
+  }
+
+  /** `runId` "*" waits for a change to any run (the dashboard's runs table). */
+  private changed(runId: string): void {
+    for (const key of [runId, "*"]) {
+      const set = this.watchers.get(key);
+      if (!set) continue;
+      this.watchers.delete(key);
+      for (const resolve of set) resolve();
     }
   }
 
@@ -291,6 +318,7 @@ export class Coordinator {
     session.knownVersion = run.record.version;
     this.peers.set(peer, session);
     run.join(session.id, p.client, now);
+    this.changed(run.id);
     this.send(peer, {
       type: "welcome",
       runId: run.id,
@@ -321,6 +349,7 @@ export class Coordinator {
   }
 
   private route(run: Run, out: Outgoing[]): void {
+    if (out.length > 0) this.changed(run.id);
     for (const o of out) {
       if (o.to === "*") {
         let frame: Uint8Array | undefined;

@@ -4,6 +4,7 @@
 import { encodeMessage } from "@pangea/shared";
 import { Hono } from "hono";
 import { bodyLimit } from "hono/body-limit";
+import { streamSSE } from "hono/streaming";
 import { type Coordinator, HEARTBEAT_MS, trainingConfig } from "./coordinator.ts";
 import { RunConfigError, type RunConfigInput } from "./run-config.ts";
 
@@ -91,6 +92,55 @@ export function createApi(coordinator: Coordinator, options: ApiOptions) {
     if (!run) return c.json({ error: "not found" }, 404);
     const limit = Math.min(100_000, Math.max(1, Number(c.req.query("limit") ?? 10_000) || 10_000));
     return c.json({ runId: run.id, points: coordinator.store.metrics(run.id, limit) });
+  });
+
+  // The runs table, live: the list at once, then again on every change to any run.
+  api.get("/api/events", (c) =>
+    streamSSE(c, async (stream) => {
+      let open = true;
+      stream.onAbort(() => {
+        open = false;
+      });
+      while (open) {
+        const change = coordinator.nextChange("*");
+        const runs = [...coordinator.runs.values()].map((r) =>
+          summary(r.status(coordinator.clock.now())),
+        );
+        await stream.writeSSE({ event: "runs", data: JSON.stringify({ runs }) });
+        await Promise.race([change, stream.sleep(15_000)]);
+        await stream.sleep(500);
+      }
+    }),
+  );
+
+  api.get("/api/admin/check", admin, (c) => c.json({ ok: true }));
+
+  // Live status for the dashboard and the contributor page, pushed as server-sent events: one
+  // `status` event at once, then one per change (coalesced to at most five a second), each with
+  // the metric points not sent before; a quiet run still gets one every 15 s.
+  api.get("/api/runs/:id/events", (c) => {
+    const run = runOr404(c.req.param("id"));
+    if (!run) return c.json({ error: "not found" }, 404);
+    return streamSSE(c, async (stream) => {
+      let open = true;
+      stream.onAbort(() => {
+        open = false;
+      });
+      let sentVersion = -1;
+      while (open) {
+        const change = coordinator.nextChange(run.id);
+        const points = coordinator.store
+          .metrics(run.id, sentVersion < 0 ? 10_000 : 1_000)
+          .filter((p) => p.version > sentVersion);
+        sentVersion = Math.max(sentVersion, ...points.map((p) => p.version));
+        await stream.writeSSE({
+          event: "status",
+          data: JSON.stringify({ status: run.status(coordinator.clock.now()), points }),
+        });
+        await Promise.race([change, stream.sleep(15_000)]);
+        await stream.sleep(200);
+      }
+    });
   });
 
   for (const [action, state] of [

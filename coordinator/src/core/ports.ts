@@ -15,6 +15,12 @@ export interface RunCounters {
   updatesRefused: Record<string, number>;
   leaseReissues: number;
   samples: number;
+  /**
+   * Accepted updates committed per epoch (first copies only). Kept apart from the scheduler's
+   * own bookkeeping, so that a batch counted twice, or lost, shows as an epoch whose count is
+   * not its batch count.
+   */
+  batchCommits?: Record<string, number>;
 }
 
 export interface RunRecord {

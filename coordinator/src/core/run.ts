@@ -511,6 +511,10 @@ export class Run {
     r.updatedAt = now;
     const samples = round.reduce((a, e) => a + e.samples, 0);
     r.counters.samples += samples;
+    r.counters.batchCommits ??= {};
+    const commits = r.counters.batchCommits;
+    // The round holds only first copies (a duplicate is acknowledged and compared, never added).
+    for (const e of round) commits[e.lease.epoch] = (commits[e.lease.epoch] ?? 0) + 1;
     const epochBefore = this.scheduler.epoch;
     this.scheduler.commit(round.map((e) => e.lease));
     const epochDone = this.scheduler.epoch > epochBefore;

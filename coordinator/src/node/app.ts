@@ -1,9 +1,11 @@
-// The Node server's own pages beside the API (core/http-api.ts): a plain page, the schema, and a
-// frame inspector that decodes a posted Cap'n Proto frame with the same codec the WebSocket
-// uses, answering its typed refusal as JSON.
-import { readFileSync } from "node:fs";
+// The Node server's own pages beside the API (core/http-api.ts): the built web UI (the
+// contributor page at /, the dashboard at /admin), the schema, and a frame inspector that
+// decodes a posted Cap'n Proto frame with the same codec the WebSocket uses, answering its typed
+// refusal as JSON.
+import { existsSync, readFileSync } from "node:fs";
+import { extname, join, normalize } from "node:path";
 import { decodeMessage, defaultDecodeLimits, type Tensor } from "@pangea/shared";
-import { Hono } from "hono";
+import { type Context, Hono } from "hono";
 import { bodyLimit } from "hono/body-limit";
 
 const schemaText = readFileSync(
@@ -33,8 +35,47 @@ function toJson(value: unknown): unknown {
   return value;
 }
 
-export function createApp() {
+const CONTENT_TYPES: Record<string, string> = {
+  ".html": "text/html; charset=utf-8",
+  ".js": "text/javascript; charset=utf-8",
+  ".css": "text/css; charset=utf-8",
+  ".svg": "image/svg+xml",
+  ".png": "image/png",
+  ".json": "application/json",
+  ".map": "application/json",
+  ".wasm": "application/wasm",
+};
+
+/** The built UI (client-web/dist, or PANGEA_WEB_DIR). */
+export const defaultWebDir = new URL("../../../client-web/dist", import.meta.url).pathname;
+
+export function createApp(webDir = defaultWebDir) {
   const app = new Hono();
+  const built = existsSync(join(webDir, "index.html"));
+
+  const file = (path: string) => {
+    const full = normalize(join(webDir, path));
+    if (!full.startsWith(normalize(webDir)) || !existsSync(full)) return undefined;
+    return {
+      body: readFileSync(full),
+      type: CONTENT_TYPES[extname(full)] ?? "application/octet-stream",
+    };
+  };
+  if (built) {
+    // Hashed bundles never change under their name.
+    app.get("/assets/*", (c) => {
+      const f = file(c.req.path);
+      if (!f) return c.notFound();
+      return c.body(f.body, 200, {
+        "content-type": f.type,
+        "cache-control": "public, max-age=31536000, immutable",
+      });
+    });
+    const page = (path: string) => (c: Context) => c.html(readFileSync(join(webDir, path), "utf8"));
+    app.get("/", page("index.html"));
+    app.get("/admin", page("admin/index.html"));
+    app.get("/admin/*", page("admin/index.html"));
+  }
 
   app.get("/schema/pangea.capnp", (c) => c.text(schemaText));
 
@@ -61,6 +102,7 @@ export function createApp() {
     },
   );
 
+  // Without a built UI (`pnpm --filter @pangea/client-web build`), a plain page says what is here.
   app.get("/", (c) =>
     c.html(`<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>Pangea</title>
@@ -69,9 +111,9 @@ export function createApp() {
 <h1>Pangea</h1>
 <p>A volunteer compute network for training neural networks: open the contributor page, and your
 browser tab's GPU helps train a shared model.</p>
-<p>This coordinator trains runs with headless contributors
-(<code>pnpm pangea worker http://localhost:8080</code>); the contributor page and the dashboard
-come next.</p>
+<p>The web UI is not built: run <code>pnpm --filter @pangea/client-web build</code> and
+restart. Meanwhile headless contributors can train
+(<code>pnpm pangea worker http://localhost:8080</code>).</p>
 <ul>
 <li><a href="/api/runs">/api/runs</a> — the runs and how far each has come</li>
 <li><a href="/metrics">/metrics</a> — Prometheus metrics</li>

@@ -48,6 +48,7 @@ async function serveCommand(): Promise<void> {
     hostname: env.HOST ?? "127.0.0.1",
     adminToken: env.PANGEA_ADMIN_TOKEN,
     demo: env.PANGEA_DEMO !== "0",
+    webDir: env.PANGEA_WEB_DIR,
   });
   for (const signal of ["SIGINT", "SIGTERM"] as const) {
     process.once(signal, () => {

@@ -23,6 +23,8 @@ export interface ServerOptions {
   adminToken?: string;
   /** Create the demo MNIST run when the store has no runs. */
   demo: boolean;
+  /** The built web UI (PANGEA_WEB_DIR, default client-web/dist). */
+  webDir?: string;
   log?: (line: string) => void;
 }
 
@@ -67,7 +69,7 @@ export async function startServer(options: ServerOptions) {
   for (const run of coordinator.runs.values())
     log(`run ${run.id} "${run.config.name}": ${run.record.state} at version ${run.record.version}`);
 
-  const app = createApp();
+  const app = createApp(options.webDir);
   app.route("/", createApi(coordinator, { adminToken, startedAt }));
 
   let stopping = false;

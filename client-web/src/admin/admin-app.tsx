@@ -1,0 +1,522 @@
+// The admin dashboard: sign in with the admin token, the runs table, a create-run form, and a
+// run page with live charts, the workers table and the run's controls. Everything live comes
+// from server-sent events; nothing polls.
+import { mlpSpec } from "@pangea/shared";
+import { type FormEvent, useEffect, useState } from "react";
+import { LineChart } from "../ui/chart.tsx";
+import { ago, number, percent } from "../ui/format.ts";
+import { type RunStatus, useRunEvents } from "../ui/run-events.ts";
+import { ApiError, api, downloadCheckpoint, token } from "./api.ts";
+
+type RunSummary = Omit<RunStatus, "workers" | "config"> & {
+  model: string;
+  dataset: string;
+  strategy: string;
+  workers: number;
+};
+
+function useRoute(): [string | null, (runId: string | null) => void] {
+  const read = () => new URLSearchParams(location.search).get("run");
+  const [runId, setRunId] = useState(read);
+  // biome-ignore lint/correctness/useExhaustiveDependencies: `read` only reads location
+  useEffect(() => {
+    const back = () => setRunId(read());
+    window.addEventListener("popstate", back);
+    return () => window.removeEventListener("popstate", back);
+  }, []);
+  const go = (id: string | null) => {
+    history.pushState(null, "", id ? `/admin?run=${encodeURIComponent(id)}` : "/admin");
+    setRunId(id);
+  };
+  return [runId, go];
+}
+
+export function AdminApp() {
+  const [signedIn, setSignedIn] = useState(token.get() !== "");
+  const [runId, go] = useRoute();
+  if (!signedIn) return <SignIn onDone={() => setSignedIn(true)} />;
+  return (
+    <main className="page admin">
+      <header className="bar">
+        <h1>
+          <a
+            href="/admin"
+            onClick={(e) => {
+              e.preventDefault();
+              go(null);
+            }}
+          >
+            Pangea runs
+          </a>
+        </h1>
+        <button
+          type="button"
+          onClick={() => {
+            token.clear();
+            setSignedIn(false);
+          }}
+        >
+          Sign out
+        </button>
+      </header>
+      {runId ? <RunPage runId={runId} /> : <RunsPage open={go} />}
+    </main>
+  );
+}
+
+function SignIn(props: { onDone: () => void }) {
+  const [value, setValue] = useState("");
+  const [error, setError] = useState("");
+  const submit = async (e: FormEvent) => {
+    e.preventDefault();
+    token.set(value.trim());
+    try {
+      await api("/api/admin/check");
+      props.onDone();
+    } catch (err) {
+      token.clear();
+      setError(
+        err instanceof ApiError && err.status === 401
+          ? "That token is not the admin token. The coordinator printed it once at first start; it is also in its data directory (admin-token)."
+          : `The coordinator could not be reached: ${err}`,
+      );
+    }
+  };
+  return (
+    <main className="page admin">
+      <h1>Pangea runs</h1>
+      <form className="panel signin" onSubmit={submit}>
+        <label>
+          Admin token
+          <input
+            type="password"
+            autoComplete="current-password"
+            value={value}
+            onChange={(e) => setValue(e.target.value)}
+            data-testid="token"
+          />
+        </label>
+        <button type="submit" className="primary" data-testid="sign-in">
+          Sign in
+        </button>
+        {error && (
+          <p className="unsupported" role="alert">
+            {error}
+          </p>
+        )}
+        <p className="hint">Kept for this browser session only.</p>
+      </form>
+    </main>
+  );
+}
+
+function RunsPage(props: { open: (id: string) => void }) {
+  const [runs, setRuns] = useState<RunSummary[] | null>(null);
+  useEffect(() => {
+    const source = new EventSource("/api/events");
+    source.addEventListener("runs", (e) =>
+      setRuns((JSON.parse((e as MessageEvent<string>).data) as { runs: RunSummary[] }).runs),
+    );
+    return () => source.close();
+  }, []);
+  return (
+    <>
+      <section className="panel">
+        <h2>Runs</h2>
+        {runs === null ? (
+          <p>Loading…</p>
+        ) : runs.length === 0 ? (
+          <p>No runs yet: create one below.</p>
+        ) : (
+          <table data-testid="runs">
+            <thead>
+              <tr>
+                <th>Name</th>
+                <th>State</th>
+                <th>Model / data</th>
+                <th>Strategy</th>
+                <th>Version</th>
+                <th>Epoch</th>
+                <th>Accuracy</th>
+                <th>Workers</th>
+              </tr>
+            </thead>
+            <tbody>
+              {[...runs]
+                .sort((a, b) => b.id.localeCompare(a.id))
+                .map((r) => (
+                  <tr key={r.id} data-run={r.id}>
+                    <td>
+                      <a
+                        href={`/admin?run=${r.id}`}
+                        onClick={(e) => {
+                          e.preventDefault();
+                          props.open(r.id);
+                        }}
+                      >
+                        {r.name}
+                      </a>
+                    </td>
+                    <td className={`state ${r.state}`}>{r.state}</td>
+                    <td>
+                      {r.model} / {r.dataset}
+                    </td>
+                    <td>{r.strategy}</td>
+                    <td>{r.version}</td>
+                    <td>{r.epoch}</td>
+                    <td>{percent(r.evaluation?.accuracy)}</td>
+                    <td>{r.workers}</td>
+                  </tr>
+                ))}
+            </tbody>
+          </table>
+        )}
+      </section>
+      <CreateRun onCreated={props.open} />
+    </>
+  );
+}
+
+const MODELS: Record<string, { label: string; sizes: number[] }> = {
+  "mnist-mlp-784-128-10": { label: "MLP 784-128-10 (MNIST)", sizes: [784, 128, 10] },
+  "mnist-mlp-784-256-10": { label: "MLP 784-256-10 (MNIST)", sizes: [784, 256, 10] },
+  "mnist-mlp-784-256-128-10": { label: "MLP 784-256-128-10 (MNIST)", sizes: [784, 256, 128, 10] },
+};
+
+function CreateRun(props: { onCreated: (id: string) => void }) {
+  const [f, setF] = useState({
+    name: "MNIST",
+    model: "mnist-mlp-784-128-10",
+    dataset: "mnist",
+    strategy: "asynchronous",
+    targetUpdates: "4",
+    stragglerMs: "10000",
+    maxStaleness: "8",
+    buffer: "1",
+    innerSteps: "8",
+    optimizer: "adamw",
+    learningRate: "0.001",
+    batchSize: "64",
+    aggregation: "mean",
+    trim: "0.2",
+    clipNorm: "0",
+    targetAccuracy: "0.95",
+    epochs: "50",
+    versions: "0",
+  });
+  const [problems, setProblems] = useState<string[]>([]);
+  const set = (key: keyof typeof f) => (e: { target: { value: string } }) =>
+    setF({ ...f, [key]: e.target.value });
+  const submit = async (e: FormEvent) => {
+    e.preventDefault();
+    const num = (key: keyof typeof f) => Number(f[key]);
+    const local: string[] = [];
+    for (const key of [
+      "learningRate",
+      "batchSize",
+      "targetAccuracy",
+      "epochs",
+      "versions",
+      "trim",
+      "clipNorm",
+    ] as const)
+      if (f[key].trim() === "" || !Number.isFinite(num(key))) local.push(`${key} must be a number`);
+    if (local.length > 0) {
+      setProblems(local);
+      return;
+    }
+    const strategy =
+      f.strategy === "asynchronous"
+        ? { kind: "asynchronous", maxStaleness: num("maxStaleness"), buffer: num("buffer") }
+        : f.strategy === "localSgd"
+          ? {
+              kind: "localSgd",
+              innerSteps: num("innerSteps"),
+              targetUpdates: num("targetUpdates"),
+              stragglerMs: num("stragglerMs"),
+            }
+          : {
+              kind: "synchronous",
+              targetUpdates: num("targetUpdates"),
+              stragglerMs: num("stragglerMs"),
+            };
+    const model = MODELS[f.model]!;
+    const body = {
+      name: f.name,
+      model: mlpSpec(model.sizes, { name: f.model }),
+      dataset: f.dataset,
+      batchSize: num("batchSize"),
+      strategy,
+      optimizer: { kind: f.optimizer, learningRate: num("learningRate") },
+      aggregation: { kind: f.aggregation, trim: num("trim"), clipNorm: num("clipNorm") },
+      stop: {
+        targetAccuracy: num("targetAccuracy"),
+        epochs: num("epochs"),
+        versions: num("versions"),
+      },
+    };
+    try {
+      const run = await api<{ id: string }>("/api/runs", {
+        method: "POST",
+        body: JSON.stringify(body),
+      });
+      setProblems([]);
+      props.onCreated(run.id);
+    } catch (err) {
+      setProblems(
+        err instanceof ApiError && err.problems.length > 0 ? err.problems : [String(err)],
+      );
+    }
+  };
+  const field = (key: keyof typeof f, label: string, hint = "") => (
+    <label>
+      {label}
+      <input value={f[key]} onChange={set(key)} name={key} data-testid={`field-${key}`} />
+      {hint && <small>{hint}</small>}
+    </label>
+  );
+  return (
+    <form className="panel create" onSubmit={submit} data-testid="create-run">
+      <h2>New run</h2>
+      <div className="grid">
+        {field("name", "Name")}
+        <label>
+          Model
+          <select value={f.model} onChange={set("model")} data-testid="field-model">
+            {Object.entries(MODELS).map(([k, m]) => (
+              <option key={k} value={k}>
+                {m.label}
+              </option>
+            ))}
+          </select>
+        </label>
+        <label>
+          Dataset
+          <select value={f.dataset} onChange={set("dataset")} data-testid="field-dataset">
+            <option value="mnist">MNIST (9,000 train / 1,000 test)</option>
+          </select>
+        </label>
+        <label>
+          Strategy
+          <select value={f.strategy} onChange={set("strategy")} data-testid="field-strategy">
+            <option value="asynchronous">asynchronous, bounded staleness</option>
+            <option value="synchronous">synchronous</option>
+            <option value="localSgd">local SGD / DiLoCo</option>
+          </select>
+        </label>
+        {f.strategy === "asynchronous" && (
+          <>
+            {field("maxStaleness", "Max staleness (versions)")}
+            {field("buffer", "Updates per version")}
+          </>
+        )}
+        {f.strategy !== "asynchronous" && (
+          <>
+            {field("targetUpdates", "Updates per version")}
+            {field("stragglerMs", "Straggler deadline (ms)")}
+          </>
+        )}
+        {f.strategy === "localSgd" && field("innerSteps", "Inner steps (H)")}
+        <label>
+          Optimizer
+          <select value={f.optimizer} onChange={set("optimizer")} data-testid="field-optimizer">
+            <option value="adamw">AdamW</option>
+            <option value="sgd">SGD with momentum</option>
+          </select>
+        </label>
+        {field("learningRate", "Learning rate")}
+        {field("batchSize", "Batch size")}
+        <label>
+          Aggregation
+          <select
+            value={f.aggregation}
+            onChange={set("aggregation")}
+            data-testid="field-aggregation"
+          >
+            <option value="mean">mean</option>
+            <option value="trimmedMean">trimmed mean</option>
+            <option value="median">coordinate-wise median</option>
+          </select>
+        </label>
+        {f.aggregation === "trimmedMean" && field("trim", "Trim (fraction per end)")}
+        {field("clipNorm", "Clip norm", "0 = off")}
+        {field("targetAccuracy", "Stop at accuracy", "0 = never")}
+        {field("epochs", "or after epochs", "0 = no limit")}
+        {field("versions", "or after versions", "0 = no limit")}
+      </div>
+      {problems.length > 0 && (
+        <ul className="problems" role="alert" data-testid="problems">
+          {problems.map((p) => (
+            <li key={p}>{p}</li>
+          ))}
+        </ul>
+      )}
+      <button type="submit" className="primary" data-testid="create">
+        Create and start
+      </button>
+    </form>
+  );
+}
+
+function RunPage(props: { runId: string }) {
+  const { status, points, live } = useRunEvents(props.runId);
+  const [error, setError] = useState("");
+  if (!status) return <p>Loading run {props.runId}…</p>;
+  const act = async (action: "pause" | "resume" | "stop") => {
+    try {
+      await api(`/api/runs/${status.id}/${action}`, { method: "POST" });
+      setError("");
+    } catch (e) {
+      setError(String(e instanceof Error ? e.message : e));
+    }
+  };
+  const evaluated = points.filter((p) => p.testAccuracy !== undefined);
+  const refused = Object.entries(status.counters.updatesRefused);
+  const ended = status.state === "stopped" || status.state === "finished";
+  return (
+    <section data-testid="run-page" data-state={status.state}>
+      <div className="panel">
+        <h2>
+          {status.name} <span className={`state ${status.state}`}>{status.state}</span>{" "}
+          <small>{live ? "live" : "reconnecting…"}</small>
+        </h2>
+        <dl className="facts">
+          <dt>Run</dt>
+          <dd>{status.id}</dd>
+          <dt>Version</dt>
+          <dd data-testid="version">{status.version}</dd>
+          <dt>Epoch</dt>
+          <dd>
+            {status.epoch} ({status.batchesDone} of {status.batchesPerEpoch} batches)
+          </dd>
+          <dt>Test accuracy</dt>
+          <dd data-testid="accuracy">
+            {status.evaluation
+              ? `${percent(status.evaluation.accuracy)} (loss ${status.evaluation.loss.toFixed(4)}, version ${status.evaluation.version})`
+              : "not evaluated yet"}
+          </dd>
+          <dt>Samples</dt>
+          <dd>{number(status.counters.samples)}</dd>
+          <dt>Leases</dt>
+          <dd>
+            {status.liveLeases} live, {status.counters.leaseReissues} reissued
+          </dd>
+          <dt>Updates</dt>
+          <dd data-testid="updates">
+            {status.counters.updatesAccepted} accepted
+            {refused.length > 0 && `; refused: ${refused.map(([k, v]) => `${k} ${v}`).join(", ")}`}
+          </dd>
+        </dl>
+        <div className="controls">
+          {status.state === "running" && (
+            <button type="button" onClick={() => act("pause")} data-testid="pause-run">
+              Pause
+            </button>
+          )}
+          {status.state === "paused" && (
+            <button type="button" onClick={() => act("resume")} data-testid="resume-run">
+              Resume
+            </button>
+          )}
+          {!ended && (
+            <button type="button" onClick={() => act("stop")} data-testid="stop-run">
+              Stop
+            </button>
+          )}
+          <button
+            type="button"
+            onClick={() => downloadCheckpoint(status.id).catch((e) => setError(String(e)))}
+            data-testid="checkpoint"
+          >
+            Download checkpoint
+          </button>
+        </div>
+        {error && (
+          <p className="unsupported" role="alert">
+            {error}
+          </p>
+        )}
+      </div>
+      <div className="charts">
+        <LineChart
+          title="Test accuracy (the coordinator's evaluation)"
+          xLabel="version"
+          x={evaluated.map((p) => p.version)}
+          series={[
+            {
+              label: "accuracy",
+              values: evaluated.map((p) => p.testAccuracy ?? null),
+              color: "#15803d",
+            },
+          ]}
+          testId="accuracy-chart"
+        />
+        <LineChart
+          title="Loss"
+          xLabel="version"
+          x={points.map((p) => p.version)}
+          series={[
+            { label: "train (workers)", values: points.map((p) => p.trainLoss), color: "#c2410c" },
+            {
+              label: "test",
+              values: points.map((p) => p.testLoss ?? null),
+              color: "#1d4ed8",
+            },
+          ]}
+        />
+        <LineChart
+          title="Throughput and workers"
+          xLabel="version"
+          x={points.map((p) => p.version)}
+          series={[
+            {
+              label: "samples/s",
+              values: points.map((p) => p.samplesPerSecond),
+              color: "#7c3aed",
+            },
+            {
+              label: "workers",
+              values: points.map((p) => p.workers),
+              color: "#0f766e",
+              scale: "w",
+            },
+          ]}
+        />
+      </div>
+      <div className="panel">
+        <h2>Workers</h2>
+        <table data-testid="workers">
+          <thead>
+            <tr>
+              <th>Session</th>
+              <th>Adapter</th>
+              <th>Samples/s</th>
+              <th>Accepted</th>
+              <th>Refused</th>
+              <th>Last seen</th>
+              <th>Status</th>
+            </tr>
+          </thead>
+          <tbody>
+            {status.workers.map((w) => (
+              <tr key={w.id} data-session={w.id} data-accepted={w.updatesAccepted}>
+                <td>{w.id}</td>
+                <td>
+                  {w.client.adapter}
+                  {w.client.softwareFallback ? " (software)" : ""} · {w.client.kind}
+                </td>
+                <td>{number(w.samplesPerSecond)}</td>
+                <td>{w.updatesAccepted}</td>
+                <td>{w.updatesRefused}</td>
+                <td>{ago(w.lastSeenMsAgo)}</td>
+                <td>
+                  {w.quarantined ? "quarantined" : w.connected ? "connected" : "disconnected"}
+                </td>
+              </tr>
+            ))}
+          </tbody>
+        </table>
+      </div>
+    </section>
+  );
+}

@@ -1,0 +1,206 @@
+// The contributor page: what happens, one button, and then what this tab is doing for the run.
+// Training happens in training.worker.ts; this thread only draws.
+import { useEffect, useRef, useState } from "react";
+import { LineChart } from "../ui/chart.tsx";
+import { number, percent } from "../ui/format.ts";
+import { useRunEvents } from "../ui/run-events.ts";
+import type { AdapterInfo, FromWorker, ToWorker } from "./worker-protocol.ts";
+
+const NO_WEBGPU =
+  "This browser cannot contribute: it has no WebGPU. Chrome or Edge 113 or newer (Windows, macOS, ChromeOS), Chrome 121+ on Android, or Safari 26+ would work.";
+
+type Support = "checking" | "yes" | { message: string };
+
+async function detectWebGpu(): Promise<Support> {
+  const gpu = (navigator as Navigator & { gpu?: GPU }).gpu;
+  if (!gpu) return { message: NO_WEBGPU };
+  try {
+    const adapter = await gpu.requestAdapter();
+    return adapter ? "yes" : { message: `${NO_WEBGPU} (WebGPU is there, but it offered no GPU.)` };
+  } catch {
+    return { message: NO_WEBGPU };
+  }
+}
+
+interface TabStats {
+  batchesDone: number;
+  samplesDone: number;
+  samplesPerSecond: number;
+  acks: number;
+  refusals: number;
+}
+
+export function ContributorPage() {
+  const [support, setSupport] = useState<Support>("checking");
+  const [started, setStarted] = useState(false);
+  const [adapter, setAdapter] = useState<AdapterInfo | null>(null);
+  const [connection, setConnection] = useState("not connected");
+  const [runId, setRunId] = useState<string>();
+  const [stats, setStats] = useState<TabStats | null>(null);
+  const [losses, setLosses] = useState<{ x: number[]; y: number[] }>({ x: [], y: [] });
+  const [paused, setPaused] = useState(false);
+  const [duty, setDuty] = useState(100);
+  const [notice, setNotice] = useState("");
+  const [failure, setFailure] = useState("");
+  const worker = useRef<Worker | null>(null);
+  const { status } = useRunEvents(runId);
+
+  useEffect(() => {
+    detectWebGpu().then(setSupport);
+  }, []);
+
+  useEffect(() => {
+    // A clean leave: the worker says goodbye so the tab's leases go back at once.
+    const leave = () => worker.current?.postMessage({ type: "leave" } satisfies ToWorker);
+    window.addEventListener("pagehide", leave);
+    return () => window.removeEventListener("pagehide", leave);
+  }, []);
+
+  const send = (m: ToWorker) => worker.current?.postMessage(m);
+
+  const start = () => {
+    const w = new Worker(new URL("./training.worker.ts", import.meta.url), { type: "module" });
+    worker.current = w;
+    w.onmessage = (e: MessageEvent<FromWorker>) => {
+      const m = e.data;
+      switch (m.type) {
+        case "adapter":
+          setAdapter(m.adapter);
+          return;
+        case "unsupported":
+          setSupport({ message: m.message });
+          return;
+        case "connection":
+          setConnection(
+            m.state === "waiting" ? "reconnecting…" : m.state === "open" ? "connected" : m.state,
+          );
+          return;
+        case "joined":
+          setRunId(m.runId);
+          setNotice("");
+          return;
+        case "work":
+          setStats(m);
+          setLosses((old) => {
+            const x = [...old.x, m.batchesDone].slice(-500);
+            const y = [...old.y, m.loss].slice(-500);
+            return { x, y };
+          });
+          return;
+        case "paused":
+          setPaused(m.paused);
+          return;
+        case "notice":
+          setNotice(m.message);
+          return;
+        case "ended":
+          setNotice(m.message);
+          setConnection("ended");
+          return;
+        case "error":
+          setFailure(m.message);
+          return;
+      }
+    };
+    const wanted = new URLSearchParams(location.search).get("run") ?? "";
+    send({ type: "start", url: location.origin, runId: wanted });
+    setStarted(true);
+  };
+
+  const share =
+    stats && status && status.counters.samples > 0
+      ? stats.samplesDone / status.counters.samples
+      : null;
+
+  return (
+    <main className="page contributor">
+      <h1>Pangea</h1>
+      <p className="lede">
+        Lend this tab's GPU to train a neural network together with other volunteers.
+        <br />
+        Your tab trains on small batches of data and sends back only what it learned; close the tab
+        at any moment.
+      </p>
+      {support === "checking" && <p>Checking this browser for WebGPU…</p>}
+      {typeof support === "object" && (
+        <p className="unsupported" role="alert" data-testid="unsupported">
+          {support.message}
+        </p>
+      )}
+      {support === "yes" && !started && (
+        <button type="button" className="primary" onClick={start} data-testid="start">
+          Start contributing
+        </button>
+      )}
+      {started && support === "yes" && (
+        <section className="panel" data-testid="contributing">
+          <dl className="facts">
+            <dt>GPU</dt>
+            <dd data-testid="adapter">
+              {adapter ? adapter.description : "starting…"}
+              {adapter?.softwareFallback && (
+                <span className="warning"> (a software fallback: it works, slowly)</span>
+              )}
+            </dd>
+            <dt>Run</dt>
+            <dd data-testid="run">
+              {status ? `${status.name} (${status.id})` : (runId ?? "joining…")}
+            </dd>
+            <dt>Connection</dt>
+            <dd data-testid="connection">{connection}</dd>
+            <dt>Batches done</dt>
+            <dd data-testid="batches">{stats?.batchesDone ?? 0}</dd>
+            <dt>Samples/s</dt>
+            <dd data-testid="speed">{number(stats?.samplesPerSecond ?? 0)}</dd>
+            <dt>This tab's share</dt>
+            <dd data-testid="share">{percent(share)}</dd>
+            <dt>Run accuracy</dt>
+            <dd data-testid="accuracy">
+              {status?.evaluation
+                ? `${percent(status.evaluation.accuracy)} at version ${status.evaluation.version}`
+                : "not evaluated yet"}
+            </dd>
+          </dl>
+          <div className="controls">
+            <button
+              type="button"
+              data-testid="pause"
+              onClick={() => send({ type: paused ? "resume" : "pause" })}
+            >
+              {paused ? "Resume" : "Pause"}
+            </button>
+            <label>
+              GPU use {duty}%
+              <input
+                type="range"
+                min={10}
+                max={100}
+                step={10}
+                value={duty}
+                data-testid="throttle"
+                onChange={(e) => {
+                  const v = Number(e.target.value);
+                  setDuty(v);
+                  send({ type: "duty", value: v / 100 });
+                }}
+              />
+            </label>
+          </div>
+          {notice && <p className="notice">{notice}</p>}
+          {failure && (
+            <p className="unsupported" role="alert">
+              {failure}
+            </p>
+          )}
+          <LineChart
+            title="This tab's training loss"
+            xLabel="batch"
+            x={losses.x}
+            series={[{ label: "loss", values: losses.y, color: "#c2410c" }]}
+            testId="loss-chart"
+          />
+        </section>
+      )}
+    </main>
+  );
+}

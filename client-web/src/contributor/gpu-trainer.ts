@@ -1,0 +1,87 @@
+// The tab's Trainer: a lease's batch goes through our WGSL kernels on the tab's GPU. Gradients
+// come back packed as the run asks (fp32, fp16 or int8); local SGD runs its inner steps on the
+// GPU and sends the parameter delta.
+import type { ModelSpec, Tensor, TrainingConfig } from "@pangea/shared";
+import type { Lease, Trainer, WorkResult } from "@pangea/shared/client";
+import { type AdapterReport, TrainingEngine } from "@pangea/shaders/runtime";
+
+export class GpuTrainer implements Trainer {
+  readonly client;
+  private engine: TrainingEngine | undefined;
+  private modelKey = "";
+
+  constructor(
+    private readonly gpu: { device: GPUDevice; adapter: AdapterReport },
+    userAgent: string,
+  ) {
+    this.client = {
+      kind: "browser",
+      adapter: gpu.adapter.description,
+      softwareFallback: gpu.adapter.softwareFallback,
+      userAgent,
+    };
+  }
+
+  async prepare(model: ModelSpec, training: TrainingConfig): Promise<void> {
+    const key = `${JSON.stringify(model)}:${training.batchSize}`;
+    if (this.engine && key === this.modelKey) return;
+    this.engine?.destroy();
+    this.engine = await TrainingEngine.create(model, {
+      maxBatch: training.batchSize,
+      device: this.gpu,
+    });
+    this.modelKey = key;
+  }
+
+  setParameters(_version: number, tensors: readonly Tensor[]): void {
+    this.engine!.setParameterTensors(tensors);
+  }
+
+  async work(lease: Lease, training: TrainingConfig): Promise<WorkResult> {
+    const engine = this.engine!;
+    const inputs = lease.batch.samples.data as Float32Array;
+    const labels = lease.batch.labels.data as Int32Array;
+    if (training.strategy !== "localSgd") {
+      const r = await engine.gradient(inputs, labels, training.updateEncoding);
+      return {
+        tensors: r.tensors,
+        encoding: training.updateEncoding,
+        loss: r.loss,
+        correct: r.correct,
+      };
+    }
+    // Local SGD: H steps from the leased version, then the delta start − end, and the engine
+    // back at the start (the next lease starts from the coordinator's parameters, not ours).
+    const start = await engine.parameters();
+    engine.resetOptimizer();
+    const optimizer =
+      training.localOptimizer === "adamw"
+        ? {
+            kind: "adamw" as const,
+            learningRate: training.learningRate,
+            weightDecay: training.weightDecay,
+          }
+        : {
+            kind: "sgd" as const,
+            learningRate: training.learningRate,
+            momentum: training.localOptimizer === "momentum" ? training.momentum : 0,
+            weightDecay: training.weightDecay,
+          };
+    let first = { loss: 0, correct: 0 };
+    for (let s = 0; s < Math.max(1, lease.innerSteps); s++) {
+      const stats = await engine.train(inputs, labels, optimizer);
+      if (s === 0) first = stats;
+    }
+    const end = await engine.parameters();
+    engine.setParameters(start);
+    const delta = new Float32Array(start.length);
+    for (let i = 0; i < delta.length; i++) delta[i] = start[i]! - end[i]!;
+    const tensors: Tensor[] = engine.layout.slots.map((s) => ({
+      name: s.name,
+      shape: s.shape,
+      dtype: "float32",
+      data: delta.subarray(s.offset, s.offset + s.size),
+    }));
+    return { tensors, encoding: "fp32", loss: first.loss, correct: first.correct };
+  }
+}

@@ -1,0 +1,98 @@
+// The contributor's training, off the UI thread: it acquires the GPU, keeps the connection to the
+// coordinator, and trains on leased batches with the WGSL engine. It imports no UI code; the page
+// talks to it only through the messages in worker-protocol.ts.
+import { type Connection, Contributor, connect, type SocketLike } from "@pangea/shared/client";
+import { acquireDevice, WebGpuUnavailableError } from "@pangea/shaders/runtime";
+import { GpuTrainer } from "./gpu-trainer.ts";
+import type { FromWorker, ToWorker } from "./worker-protocol.ts";
+
+const post = (m: FromWorker) => self.postMessage(m);
+let connection: Connection | undefined;
+let contributor: Contributor | undefined;
+let batchesDone = 0;
+
+async function start(url: string, runId: string): Promise<void> {
+  let gpu: Awaited<ReturnType<typeof acquireDevice>>;
+  try {
+    gpu = await acquireDevice(navigator.gpu);
+  } catch (e) {
+    post({
+      type: "unsupported",
+      message: e instanceof WebGpuUnavailableError ? e.message : `WebGPU failed to start: ${e}`,
+    });
+    return;
+  }
+  post({
+    type: "adapter",
+    adapter: {
+      description: gpu.adapter.description,
+      softwareFallback: gpu.adapter.softwareFallback,
+    },
+  });
+  gpu.device.lost.then((info) => {
+    if (info.reason !== "destroyed")
+      post({ type: "error", message: `the GPU was lost: ${info.message}` });
+  });
+  const c = new Contributor(new GpuTrainer(gpu, navigator.userAgent), {
+    runId,
+    onMessage: (p) => {
+      if (p.type === "welcome")
+        post({
+          type: "joined",
+          runId: p.runId,
+          runName: p.model.name,
+          sessionId: p.sessionId,
+          version: p.version,
+        });
+      if (p.type === "error" && p.ref === "" && p.code === "runNotActive")
+        post({ type: "notice", message: p.message });
+    },
+    onWork: (r) => {
+      batchesDone++;
+      post({
+        type: "work",
+        loss: r.loss,
+        samples: r.samples,
+        ms: r.ms,
+        batchesDone,
+        samplesDone: c.samplesDone,
+        samplesPerSecond: c.samplesPerSecond,
+        acks: c.acks,
+        refusals: c.refusals.length,
+      });
+    },
+    onError: (e) => post({ type: "error", message: String(e instanceof Error ? e.message : e) }),
+  });
+  contributor = c;
+  connection = connect(url, c, {
+    createSocket: (address) => new WebSocket(address) as unknown as SocketLike,
+    onState: (state) =>
+      post({ type: "connection", state, reconnects: Math.max(0, connection?.reconnects ?? 0) }),
+  });
+  connection.done.then(() => {
+    if (c.finished) post({ type: "ended", message: "the run has ended; thank you" });
+  });
+}
+
+self.onmessage = (event: MessageEvent<ToWorker>) => {
+  const m = event.data;
+  switch (m.type) {
+    case "start":
+      if (!contributor) void start(m.url, m.runId);
+      return;
+    case "pause":
+      contributor?.pause();
+      post({ type: "paused", paused: true });
+      return;
+    case "resume":
+      contributor?.resume();
+      post({ type: "paused", paused: false });
+      return;
+    case "duty":
+      if (contributor) contributor.duty = Math.min(1, Math.max(0.1, m.value));
+      return;
+    case "leave":
+      connection?.close();
+      return;
+  }
+};

@@ -1,0 +1,72 @@
+// The run's live status, pushed by the coordinator as server-sent events (GET
+// /api/runs/:id/events): one event at once, then one per change. No polling.
+import { useEffect, useState } from "react";
+
+export interface MetricPoint {
+  version: number;
+  epoch: number;
+  at: number;
+  trainLoss: number;
+  testLoss?: number;
+  testAccuracy?: number;
+  samplesPerSecond: number;
+  workers: number;
+}
+
+export interface WorkerRow {
+  id: string;
+  client: { kind: string; adapter: string; softwareFallback: boolean; userAgent: string };
+  connected: boolean;
+  quarantined: boolean;
+  samplesPerSecond: number;
+  updatesAccepted: number;
+  updatesRefused: number;
+  lastSeenMsAgo: number;
+}
+
+export interface RunStatus {
+  id: string;
+  name: string;
+  state: string;
+  version: number;
+  epoch: number;
+  batchesDone: number;
+  batchesPerEpoch: number;
+  liveLeases: number;
+  evaluation: { version: number; loss: number; accuracy: number } | null;
+  counters: {
+    updatesAccepted: number;
+    updatesRefused: Record<string, number>;
+    leaseReissues: number;
+    samples: number;
+  };
+  config: Record<string, unknown> & { model: { name: string }; dataset: string };
+  workers: WorkerRow[];
+}
+
+export function useRunEvents(runId: string | undefined) {
+  const [status, setStatus] = useState<RunStatus | null>(null);
+  const [points, setPoints] = useState<MetricPoint[]>([]);
+  const [live, setLive] = useState(false);
+  useEffect(() => {
+    if (!runId) return;
+    setPoints([]);
+    const source = new EventSource(`/api/runs/${encodeURIComponent(runId)}/events`);
+    source.addEventListener("status", (e) => {
+      const data = JSON.parse((e as MessageEvent<string>).data) as {
+        status: RunStatus;
+        points: MetricPoint[];
+      };
+      setStatus(data.status);
+      if (data.points.length > 0)
+        setPoints((old) => {
+          const last = old.at(-1)?.version ?? -1;
+          return [...old, ...data.points.filter((p) => p.version > last)];
+        });
+    });
+    source.onopen = () => setLive(true);
+    source.onerror = () => setLive(false);
+    return () => source.close();
+  }, [runId]);
+  return { status, points, live };
+}
