@@ -8,12 +8,8 @@
 //    10, 100 and 1,000 simulated workers that answer each lease with a precomputed update at
 //    once: updates/s, p50/p99 from sending an update to its acknowledgement (measured by the
 //    worker, so it includes the loopback hop both ways), and the coordinator's resident memory.
-import { type ChildProcess, spawn } from "node:child_process";
-import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { readFileSync } from "node:fs";
 import { createRequire } from "node:module";
-import { createServer } from "node:net";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
 import { Worker } from "node:worker_threads";
 import {
   decodeMessage,
@@ -29,6 +25,7 @@ import {
 import { randomFloats } from "@pangea/shared/testing";
 import { WebSocket, WebSocketServer } from "ws";
 import { resolveRunConfig } from "../src/core/run-config.ts";
+import { serverProcess } from "../src/testing/server-process.ts";
 import { checkUpdate } from "../src/core/validate.ts";
 
 const require = createRequire(import.meta.url);
@@ -175,15 +172,6 @@ async function ingest(
 
 // --- 2. load --------------------------------------------------------------------------------
 
-async function freePort(): Promise<number> {
-  return new Promise((resolve) => {
-    const s = createServer().listen(0, "127.0.0.1", () => {
-      const { port } = s.address() as { port: number };
-      s.close(() => resolve(port));
-    });
-  });
-}
-
 function rssMiB(pid: number): number {
   const m = readFileSync(`/proc/${pid}/status`, "utf8").match(/VmRSS:\s+(\d+) kB/);
   return m ? Number(m[1]) / 1024 : Number.NaN;
@@ -199,40 +187,13 @@ interface LoadRow {
 }
 
 async function load(workers: number, seconds: number): Promise<LoadRow> {
-  const dir = mkdtempSync(join(tmpdir(), "pangea-bench-"));
-  const port = await freePort();
-  const url = `http://127.0.0.1:${port}`;
-  const token = "bench";
-  const server: ChildProcess = spawn(
-    process.execPath,
-    ["--import", "tsx", join(import.meta.dirname, "../src/node/cli.ts"), "serve"],
-    {
-      env: {
-        ...process.env,
-        PANGEA_DATA_DIR: dir,
-        PORT: String(port),
-        PANGEA_ADMIN_TOKEN: token,
-        PANGEA_DEMO: "0",
-      },
-      stdio: "ignore",
-    },
-  );
+  const server = await serverProcess({ token: "bench" });
+  const { url } = server;
   try {
-    for (
-      let i = 0;
-      i < 300 &&
-      !(await fetch(`${url}/health`).then(
-        (r) => r.ok,
-        () => false,
-      ));
-      i++
-    )
-      await sleep(100);
     // The demo run's model and data; asynchronous, each update its own version (the busiest
     // case for the store), a lease long enough that none expires during the bench.
-    const res = await fetch(`${url}/api/runs`, {
+    const res = await server.api("/api/runs", {
       method: "POST",
-      headers: { authorization: `Bearer ${token}`, "content-type": "application/json" },
       body: JSON.stringify({
         name: "bench",
         dataset: "mnist",
@@ -330,7 +291,7 @@ async function load(workers: number, seconds: number): Promise<LoadRow> {
     await sleep(seconds * 1000);
     measuring = false;
     const elapsed = (performance.now() - t0) / 1000;
-    const rss = rssMiB(server.pid!);
+    const rss = rssMiB(server.process!.pid!);
     stop = true;
     for (const ws of sockets) ws.terminate();
     latencies.sort((a, b) => a - b);
@@ -338,8 +299,7 @@ async function load(workers: number, seconds: number): Promise<LoadRow> {
       latencies[Math.min(latencies.length - 1, Math.floor(f * latencies.length))] ?? Number.NaN;
     return { workers, updates, seconds: elapsed, p50: q(0.5), p99: q(0.99), rss };
   } finally {
-    server.kill("SIGKILL");
-    rmSync(dir, { recursive: true, force: true });
+    await server.dispose();
   }
 }
 

@@ -2,69 +2,20 @@
 // while four workers train, and restarted each time. Every restart must resume at the last committed version: never below a
 // version any worker was told of (acknowledgements and parameters go out only after the commit),
 // never below the previous restart's; and training must still reach its target.
-import { type ChildProcess, spawn } from "node:child_process";
-import { mkdtempSync, rmSync } from "node:fs";
-import { createServer } from "node:net";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
 import { seededRandom } from "@pangea/shared";
 import { afterAll, expect, it } from "vitest";
+import { type ServerProcess, serverProcess } from "../testing/server-process.ts";
 import { connectWorker } from "./ws-worker.ts";
 
-const TOKEN = "crash-test-token";
-const dir = mkdtempSync(join(tmpdir(), "pangea-crash-"));
-const cli = join(import.meta.dirname, "cli.ts");
-let server: ChildProcess | undefined;
-
-afterAll(() => {
-  server?.kill("SIGKILL");
-  rmSync(dir, { recursive: true, force: true });
-});
+let server: ServerProcess | undefined;
+afterAll(() => server?.dispose());
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-async function freePort(): Promise<number> {
-  return new Promise((resolve) => {
-    const s = createServer().listen(0, "127.0.0.1", () => {
-      const { port } = s.address() as { port: number };
-      s.close(() => resolve(port));
-    });
-  });
-}
-
 it("resumes at its last committed version after each of 20 SIGKILLs, and still reaches the target", async () => {
-  const port = await freePort();
-  const url = `http://127.0.0.1:${port}`;
-  const start = async () => {
-    server = spawn(process.execPath, ["--import", "tsx", cli, "serve"], {
-      env: {
-        ...process.env,
-        PANGEA_DATA_DIR: dir,
-        PORT: String(port),
-        PANGEA_ADMIN_TOKEN: TOKEN,
-        PANGEA_DEMO: "0",
-      },
-      stdio: "ignore",
-    });
-    for (let i = 0; i < 300; i++) {
-      if (
-        await fetch(`${url}/health`).then(
-          (r) => r.ok,
-          () => false,
-        )
-      )
-        return;
-      await sleep(100);
-    }
-    throw new Error("the coordinator did not come up");
-  };
-  const api = (path: string, init: RequestInit = {}) =>
-    fetch(`${url}${path}`, {
-      ...init,
-      headers: { authorization: `Bearer ${TOKEN}`, "content-type": "application/json" },
-    });
-
-  await start();
+  server = await serverProcess();
+  const { url } = server;
+  const api = server.api;
   const created = await api("/api/runs", {
     method: "POST",
     body: JSON.stringify({
@@ -97,12 +48,10 @@ it("resumes at its last committed version after each of 20 SIGKILLs, and still r
     // that every kill falls while the run trains, however fast this machine is.
     const target = previous + 5 + Math.floor(random() * 36);
     for (let waited = 0; announced < target && waited < 60_000; waited += 20) await sleep(20);
-    const dead = new Promise((r) => server!.once("exit", r));
-    server!.kill("SIGKILL");
-    await dead;
+    await server.kill();
     await sleep(50); // frames already sent by the dead process land before we read `announced`
     const told = announced;
-    await start();
+    await server.start();
     const v = await version();
     expect(
       v,
@@ -124,5 +73,4 @@ it("resumes at its last committed version after each of 20 SIGKILLs, and still r
   expect(status.state).toBe("finished");
   expect(status.evaluation.accuracy).toBeGreaterThanOrEqual(0.95);
   expect(new Set(resumedAt).size).toBe(20); // each kill fell after new versions: during training
-  server!.kill("SIGTERM");
 }, 900_000);

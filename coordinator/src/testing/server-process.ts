@@ -1,0 +1,97 @@
+// The real coordinator as a child process (`pangea serve`) on 127.0.0.1, for tests and
+// benchmarks that kill it, restart it over the same data directory, and talk to its API.
+import { type ChildProcess, spawn } from "node:child_process";
+import { mkdtempSync, rmSync } from "node:fs";
+import { createServer } from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+
+const cli = join(import.meta.dirname, "../node/cli.ts");
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+export async function freePort(): Promise<number> {
+  return new Promise((resolve) => {
+    const s = createServer().listen(0, "127.0.0.1", () => {
+      const { port } = s.address() as { port: number };
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+export interface ServerProcess {
+  /** http://localhost:<port>: a secure context for the browser, as DESIGN.md asks. */
+  readonly url: string;
+  readonly token: string;
+  readonly dataDir: string;
+  process: ChildProcess | undefined;
+  /** Starts (or restarts) the server over the same data directory; resolves once /health answers. */
+  start(): Promise<void>;
+  /** SIGKILL: no flush, no goodbye. */
+  kill(): Promise<void>;
+  /** An API call with the admin token; JSON bodies. */
+  api(path: string, init?: RequestInit): Promise<Response>;
+  /** Kills the server and removes its data directory. */
+  dispose(): Promise<void>;
+}
+
+export async function serverProcess(
+  options: { demo?: boolean; token?: string; log?: boolean; env?: Record<string, string> } = {},
+): Promise<ServerProcess> {
+  const port = await freePort();
+  const token = options.token ?? "test-admin-token";
+  const dataDir = mkdtempSync(join(tmpdir(), "pangea-server-"));
+  const url = `http://localhost:${port}`;
+  const handle: ServerProcess = {
+    url,
+    token,
+    dataDir,
+    process: undefined,
+    async start() {
+      const child = spawn(process.execPath, ["--import", "tsx", cli, "serve"], {
+        env: {
+          ...process.env,
+          PANGEA_DATA_DIR: dataDir,
+          PORT: String(port),
+          PANGEA_ADMIN_TOKEN: token,
+          PANGEA_DEMO: options.demo ? "1" : "0",
+          ...options.env,
+        },
+        stdio: options.log ? "inherit" : "ignore",
+      });
+      handle.process = child;
+      for (let i = 0; i < 600; i++) {
+        if (child.exitCode !== null) throw new Error(`the coordinator exited (${child.exitCode})`);
+        const up = await fetch(`${url}/health`).then(
+          (r) => r.ok,
+          () => false,
+        );
+        if (up) return;
+        await sleep(100);
+      }
+      throw new Error("the coordinator did not come up in 60 s");
+    },
+    async kill() {
+      const child = handle.process;
+      if (!child || child.exitCode !== null || child.signalCode !== null) return;
+      const dead = new Promise((r) => child.once("exit", r));
+      child.kill("SIGKILL");
+      await dead;
+    },
+    api(path, init = {}) {
+      return fetch(`${url}${path}`, {
+        ...init,
+        headers: {
+          authorization: `Bearer ${token}`,
+          "content-type": "application/json",
+          ...init.headers,
+        },
+      });
+    },
+    async dispose() {
+      await handle.kill();
+      rmSync(dataDir, { recursive: true, force: true });
+    },
+  };
+  await handle.start();
+  return handle;
+}
