@@ -36,6 +36,7 @@ export function ContributorPage() {
   const [adapter, setAdapter] = useState<AdapterInfo | null>(null);
   const [connection, setConnection] = useState("not connected");
   const [runId, setRunId] = useState<string>();
+  const [sessionId, setSessionId] = useState("");
   const [stats, setStats] = useState<TabStats | null>(null);
   const [losses, setLosses] = useState<{ x: number[]; y: number[] }>({ x: [], y: [] });
   const [paused, setPaused] = useState(false);
@@ -77,10 +78,12 @@ export function ContributorPage() {
           return;
         case "joined":
           setRunId(m.runId);
+          setSessionId(m.sessionId);
           setNotice("");
           return;
         case "work":
           setStats(m);
+          setNotice("");
           setLosses((old) => {
             const x = [...old.x, m.batchesDone].slice(-500);
             const y = [...old.y, m.loss].slice(-500);
@@ -107,9 +110,12 @@ export function ContributorPage() {
     setStarted(true);
   };
 
+  // This tab's share of the run: its accepted updates among all accepted, both as the coordinator
+  // counts them (not the tab's own count, which runs ahead of what was committed).
+  const mine = status?.workers.find((w) => w.id === sessionId);
   const share =
-    stats && status && status.counters.samples > 0
-      ? stats.samplesDone / status.counters.samples
+    mine && status && status.counters.updatesAccepted > 0
+      ? mine.updatesAccepted / status.counters.updatesAccepted
       : null;
 
   return (
@@ -133,7 +139,7 @@ export function ContributorPage() {
         </button>
       )}
       {started && support === "yes" && (
-        <section className="panel" data-testid="contributing">
+        <section className="panel" data-testid="contributing" data-session={sessionId}>
           <dl className="facts">
             <dt>GPU</dt>
             <dd data-testid="adapter">

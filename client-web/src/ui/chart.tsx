@@ -32,7 +32,16 @@ export function LineChart(props: {
         width: Math.max(280, el.clientWidth),
         height: props.height ?? 220,
         scales: { x: { time: false } },
-        axes: [{ label: props.xLabel }, { scale: props.series[0]?.scale ?? "y" }],
+        // One axis per scale: the first on the left, a second (workers beside samples/s) right.
+        axes: [
+          { label: props.xLabel },
+          ...[...new Set(props.series.map((s) => s.scale ?? "y"))].map((scale, i) => ({
+            scale,
+            side: i === 0 ? 3 : 1,
+            size: 60,
+            grid: { show: i === 0 },
+          })),
+        ],
         series: [
           { label: props.xLabel },
           ...props.series.map((s) => ({

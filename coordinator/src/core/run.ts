@@ -56,6 +56,8 @@ interface Contribution {
 const STRIKES = new Set(["shapeMismatch", "nonFinite", "normTooLarge", "unsupportedMessage"]);
 /** Live leases one session may hold at once. */
 const MAX_LEASES = 2;
+/** The shortest lease deadline, however fast a session has been. */
+const MIN_LEASE_MS = 10_000;
 /** Two copies of one batch from one version differing by more than this (relative L2) disagree. */
 const REPLICA_TOLERANCE = 0.05;
 
@@ -217,10 +219,14 @@ export class Run {
     const steps = c.strategy.kind === "localSgd" ? c.strategy.innerSteps : 1;
     const work = c.batchSize * steps;
     // A deadline from the session's measured speed (4× its expected time, plus 2 s of network),
-    // within [2 s, leaseMs]; the full leaseMs while its speed is unknown.
+    // within [MIN_LEASE_MS, leaseMs]; the full leaseMs while its speed is unknown. The floor is
+    // for tabs that share a GPU: one tab compiling its pipelines stalls the others for seconds.
+    // A tab that closes hands its leases back at once anyway; deadlines only catch silent ones.
     const duration =
       s.samplesPerSecond > 0
-        ? Math.round(Math.min(c.leaseMs, Math.max(2000, (4000 * work) / s.samplesPerSecond + 2000)))
+        ? Math.round(
+            Math.min(c.leaseMs, Math.max(MIN_LEASE_MS, (4000 * work) / s.samplesPerSecond + 2000)),
+          )
         : c.leaseMs;
     const lease = this.scheduler.issue(sessionId, now, duration, this.record.version);
     if (!lease)

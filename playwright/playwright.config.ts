@@ -1,0 +1,24 @@
+// End-to-end: Debian's headless Chromium with WebGPU (SwiftShader where there is no GPU), one
+// browser, many pages, against the real coordinator started per spec. `pnpm test:e2e` builds the
+// web UI first. Screenshots and downloads land in test-results/.
+import { defineConfig } from "@playwright/test";
+import { chromiumArgs, chromiumPath } from "../scripts/chromium.ts";
+
+export default defineConfig({
+  testDir: "./tests",
+  testMatch: "*.spec.ts",
+  outputDir: "./test-results",
+  // Training to a target on a CPU-emulated GPU takes minutes; each wait inside has its own bound.
+  timeout: 15 * 60_000,
+  expect: { timeout: 30_000 },
+  // One spec at a time: the tabs of one spec already share the machine's two cores.
+  workers: 1,
+  fullyParallel: false,
+  reporter: process.env.CI ? [["list"]] : [["list"], ["html", { open: "never" }]],
+  use: {
+    launchOptions: { executablePath: chromiumPath, args: chromiumArgs },
+    screenshot: "only-on-failure",
+    acceptDownloads: true,
+  },
+  projects: [{ name: "node", use: { browserName: "chromium" } }],
+});

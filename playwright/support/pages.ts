@@ -1,0 +1,47 @@
+// What the specs do with pages: open contributor tabs, read their numbers, sign in to the dashboard.
+import { expect, type BrowserContext, type Page } from "@playwright/test";
+
+export interface Tab {
+  page: Page;
+  /** The coordinator session this tab trains as (from the page's data-session). */
+  session(): Promise<string>;
+  batches(): Promise<number>;
+}
+
+export async function openContributor(
+  context: BrowserContext,
+  url: string,
+  runId = "",
+): Promise<Tab> {
+  const page = await context.newPage();
+  page.on("pageerror", (e) => {
+    throw new Error(`the contributor page threw: ${e.message}`);
+  });
+  await page.goto(runId ? `${url}/?run=${runId}` : `${url}/`);
+  await page.getByTestId("start").click();
+  await expect(page.getByTestId("connection")).toHaveText("connected", { timeout: 60_000 });
+  return {
+    page,
+    session: async () =>
+      (await page.getByTestId("contributing").getAttribute("data-session")) ?? "",
+    batches: async () => Number(await page.getByTestId("batches").innerText()),
+  };
+}
+
+export async function signIn(page: Page, url: string, token: string): Promise<void> {
+  await page.goto(`${url}/admin`);
+  await page.getByTestId("token").fill(token);
+  await page.getByTestId("sign-in").click();
+  await expect(page.getByTestId("create-run")).toBeVisible();
+}
+
+export interface RunStatus {
+  id: string;
+  state: string;
+  version: number;
+  epoch: number;
+  batchesPerEpoch: number;
+  evaluation: { accuracy: number; loss: number; version: number } | null;
+  counters: { samples: number; batchCommits?: Record<string, number>; updatesAccepted: number };
+  workers: { id: string; updatesAccepted: number; connected: boolean }[];
+}

@@ -1,0 +1,58 @@
+// The coordinator is killed with SIGKILL mid-run and started again over the same data: the tabs
+// reconnect on their own (resuming their sessions) and the run finishes.
+import { type ServerProcess, serverProcess } from "@pangea/coordinator/server-process";
+import { expect, test } from "@playwright/test";
+import { openContributor, type RunStatus } from "../support/pages.ts";
+
+let server: ServerProcess;
+test.beforeAll(async () => {
+  server = await serverProcess();
+});
+test.afterAll(async () => {
+  await server?.dispose();
+});
+
+test("tabs reconnect by themselves after a SIGKILL and the run finishes", async ({ browser }) => {
+  const created = await server.api("/api/runs", {
+    method: "POST",
+    body: JSON.stringify({
+      name: "restart",
+      dataset: "mnist",
+      strategy: { kind: "asynchronous", maxStaleness: 8, buffer: 1 },
+      optimizer: { kind: "adamw", learningRate: 2e-3 },
+      evaluateEvery: 20,
+      stop: { targetAccuracy: 0.92, epochs: 30 },
+    }),
+  });
+  const { id } = (await created.json()) as { id: string };
+  const status = async () => (await (await server.api(`/api/runs/${id}`)).json()) as RunStatus;
+
+  const context = await browser.newContext();
+  const tabs = [
+    await openContributor(context, server.url, id),
+    await openContributor(context, server.url, id),
+  ];
+  await expect.poll(async () => (await status()).version, { timeout: 120_000 }).toBeGreaterThan(40);
+
+  await server.kill();
+  for (const t of tabs) await expect(t.page.getByTestId("connection")).toHaveText("reconnecting…");
+  const beforeRestart = await Promise.all(tabs.map((t) => t.batches()));
+
+  await server.start();
+  const resumed = await status();
+  expect(resumed.state).toBe("running");
+  for (const [i, t] of tabs.entries()) {
+    await expect(t.page.getByTestId("connection")).toHaveText("connected", { timeout: 60_000 });
+    // Sessions live in the coordinator's memory: after a crash the tab joins as a new one (its
+    // old session's leases died with the process), and trains again.
+    expect(await t.session()).not.toBe("");
+    await expect.poll(() => t.batches(), { timeout: 60_000 }).toBeGreaterThan(beforeRestart[i]!);
+  }
+  await expect
+    .poll(async () => (await status()).state, { timeout: 10 * 60_000, intervals: [2000] })
+    .toBe("finished");
+  const final = await status();
+  expect(final.version).toBeGreaterThan(resumed.version);
+  expect(final.evaluation!.accuracy).toBeGreaterThanOrEqual(0.92);
+  await context.close();
+});
