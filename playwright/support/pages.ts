@@ -20,6 +20,7 @@ export async function openContributor(
   await page.goto(runId ? `${url}/?run=${runId}` : `${url}/`);
   await page.getByTestId("start").click();
   await expect(page.getByTestId("connection")).toHaveText("connected", { timeout: 60_000 });
+  await expect(page.getByTestId("contributing")).toHaveAttribute("data-session", /^s_/);
   return {
     page,
     session: async () =>

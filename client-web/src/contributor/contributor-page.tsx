@@ -192,7 +192,14 @@ export function ContributorPage() {
               />
             </label>
           </div>
-          {notice && <p className="notice">{notice}</p>}
+          {status && status.state !== "running" && (
+            <p className="notice" data-testid="run-state">
+              {status.state === "paused"
+                ? "The run is paused by its researcher: this tab waits and goes on when it resumes."
+                : `The run is ${status.state}: there is nothing to train.`}
+            </p>
+          )}
+          {notice && status?.state === "running" && <p className="notice">{notice}</p>}
           {failure && (
             <p className="unsupported" role="alert">
               {failure}
