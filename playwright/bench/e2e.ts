@@ -87,7 +87,7 @@ console.log(
   "tabs   wall s   samples   samples/s   versions   accuracy   wire bytes/sample (in + out)",
 );
 const rows: Row[] = [];
-for (const tabs of [1, 2, 4]) {
+for (const tabs of (process.env.PANGEA_BENCH_TABS ?? "1,2,4").split(",").map(Number)) {
   const r = await measure(tabs);
   rows.push(r);
   const perSample = (r.bytesIn + r.bytesOut) / r.samples;

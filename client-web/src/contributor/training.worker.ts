@@ -35,6 +35,7 @@ async function start(url: string, runId: string): Promise<void> {
   });
   const c = new Contributor(new GpuTrainer(gpu, navigator.userAgent), {
     runId,
+    prefetch: true,
     onMessage: (p) => {
       if (p.type === "welcome")
         post({

@@ -56,6 +56,12 @@ export interface ContributorOptions {
   onError?: (error: unknown) => void;
   /** Milliseconds now, for measuring work; performance.now by default. */
   now?: () => number;
+  /**
+   * Ask for the next lease while working on one, so that the round trip (and the coordinator's
+   * commit) overlaps the computation instead of following it. The coordinator allows a session
+   * two live leases.
+   */
+  prefetch?: boolean;
 }
 
 export class Contributor {
@@ -82,7 +88,10 @@ export class Contributor {
   /** The lease request awaiting its answer: one at a time, so that retries never multiply. */
   private leaseRequest = "";
   private joinRequest = "";
-  private working = false;
+  /** Leases received on this connection and not yet finished (being worked on, or queued). */
+  private held = 0;
+  /** Counts connections: a lease from an older one is void (it went back when that one closed). */
+  private epoch = 0;
   private queue: Maybe<void> = undefined;
   private heartbeatTimer = 0;
   private readonly schedule: (fn: () => void, ms: number) => void;
@@ -104,6 +113,8 @@ export class Contributor {
     this.connected = true;
     // Whatever was in flight on an older connection is gone with it.
     this.leaseRequest = "";
+    this.held = 0;
+    this.epoch++;
     this.heartbeatTimer++;
     this.joinRequest = this.post({
       type: "join",
@@ -172,10 +183,15 @@ export class Contributor {
           this.enqueue(() => this.trainer.setParameters(p.version, p.tensors));
         }
         return;
-      case "lease":
+      case "lease": {
         this.leaseRequest = "";
-        this.enqueue(() => this.work(p));
+        this.held++;
+        const epoch = this.epoch;
+        this.enqueue(() => this.work(p, epoch));
+        // Throttled, the rest between leases is the point: no prefetch then.
+        if (this.duty >= 1) this.requestLease();
         return;
+      }
       case "ack":
         this.acks++;
         return;
@@ -224,19 +240,17 @@ export class Contributor {
   }
 
   private requestLease(): void {
-    if (!this.connected || this.finished || this.paused || this.leaseRequest || this.working)
-      return;
+    if (!this.connected || this.finished || this.paused || this.leaseRequest) return;
+    if (this.held >= (this.options.prefetch ? 2 : 1)) return;
     this.leaseRequest = this.post({ type: "leaseRequest", maxBatches: 1 });
   }
 
-  private work(lease: Lease): Maybe<void> {
-    if (!this.connected || this.finished) return;
+  private work(lease: Lease, epoch: number): Maybe<void> {
+    if (epoch !== this.epoch || !this.connected || this.finished) return;
     const training = this.training!;
-    const connection = this.send;
     const started = this.now();
-    this.working = true;
     return after(this.trainer.work(lease, training), (result) => {
-      this.working = false;
+      if (epoch === this.epoch) this.held--;
       const ms = this.now() - started;
       const samples = lease.batch.labels.shape[0] ?? 0;
       const work = samples * Math.max(1, lease.innerSteps);
@@ -244,7 +258,7 @@ export class Contributor {
       this.samplesDone += samples;
       this.options.onWork?.({ ...result, samples, ms });
       // A reconnect while working: the lease went back with the old connection.
-      if (this.send !== connection || !this.connected) return;
+      if (epoch !== this.epoch || !this.connected) return;
       this.updatesSent++;
       this.post({
         type: "gradientUpdate",
@@ -281,7 +295,7 @@ export class Contributor {
   }
 
   private fail(error: unknown): void {
-    this.working = false;
+    this.held = 0;
     this.finished = true;
     this.options.onError?.(error);
   }
