@@ -13,6 +13,7 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 interface Row {
   tabs: number;
+  encoding: string;
   seconds: number;
   samples: number;
   versions: number;
@@ -26,7 +27,7 @@ function counter(metrics: string, name: string): number {
   return line ? Number(line.split(" ")[1]) : Number.NaN;
 }
 
-async function measure(tabs: number): Promise<Row> {
+async function measure(tabs: number, encoding: "fp32" | "fp16" = "fp32"): Promise<Row> {
   const server = await serverProcess();
   const browser = await chromium.launch({ executablePath: chromiumPath, args: chromiumArgs });
   try {
@@ -35,6 +36,7 @@ async function measure(tabs: number): Promise<Row> {
       body: JSON.stringify({
         ...DEMO_RUN,
         name: `bench ${tabs} tabs`,
+        updateEncoding: encoding,
         stop: { targetAccuracy: TARGET, epochs: 100 },
       }),
     });
@@ -67,6 +69,7 @@ async function measure(tabs: number): Promise<Row> {
     await context.close();
     return {
       tabs,
+      encoding,
       seconds,
       samples: status.counters.samples,
       versions: status.version,
@@ -84,17 +87,22 @@ console.log(
   `End to end: tabs of one headless Chromium (${chromiumPath}) train the demo MNIST run (784-128-10, asynchronous, AdamW) until the coordinator evaluates ${TARGET * 100}%`,
 );
 console.log(
-  "tabs   wall s   samples   samples/s   versions   accuracy   wire bytes/sample (in + out)",
+  "tabs   updates   wall s   samples   samples/s   versions   accuracy   wire bytes/sample (in + out)",
 );
+const print = (r: Row) => {
+  const perSample = (r.bytesIn + r.bytesOut) / r.samples;
+  console.log(
+    `${String(r.tabs).padStart(4)}   ${r.encoding.padStart(7)}   ${r.seconds.toFixed(1).padStart(6)}   ${String(r.samples).padStart(7)}   ${(r.samples / r.seconds).toFixed(0).padStart(9)}   ${String(r.versions).padStart(8)}   ${(100 * r.accuracy).toFixed(1).padStart(7)}%   ${perSample.toFixed(0).padStart(8)} (${(r.bytesIn / r.samples).toFixed(0)} + ${(r.bytesOut / r.samples).toFixed(0)})`,
+  );
+};
 const rows: Row[] = [];
 for (const tabs of (process.env.PANGEA_BENCH_TABS ?? "1,2,4").split(",").map(Number)) {
   const r = await measure(tabs);
   rows.push(r);
-  const perSample = (r.bytesIn + r.bytesOut) / r.samples;
-  console.log(
-    `${String(r.tabs).padStart(4)}   ${r.seconds.toFixed(1).padStart(6)}   ${String(r.samples).padStart(7)}   ${(r.samples / r.seconds).toFixed(0).padStart(9)}   ${String(r.versions).padStart(8)}   ${(100 * r.accuracy).toFixed(1).padStart(7)}%   ${perSample.toFixed(0).padStart(8)} (${(r.bytesIn / r.samples).toFixed(0)} + ${(r.bytesOut / r.samples).toFixed(0)})`,
-  );
+  print(r);
 }
+// The same run with fp16 updates, packed on the GPU: what compression saves on the wire.
+print(await measure(1, "fp16"));
 const one = rows[0]!;
 for (const r of rows.slice(1))
   console.log(
