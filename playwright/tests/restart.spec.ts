@@ -1,5 +1,5 @@
 // The coordinator is killed with SIGKILL mid-run and started again over the same data: the tabs
-// reconnect on their own (resuming their sessions) and the run finishes.
+// reconnect on their own, resuming their sessions, and the run finishes.
 import { type ServerProcess, serverProcess } from "@pangea/coordinator/server-process";
 import { expect, test } from "@playwright/test";
 import { openContributor, type RunStatus } from "../support/pages.ts";
@@ -33,6 +33,7 @@ test("tabs reconnect by themselves after a SIGKILL and the run finishes", async 
     await openContributor(context, server.url, id),
   ];
   await expect.poll(async () => (await status()).version, { timeout: 120_000 }).toBeGreaterThan(40);
+  const sessions = await Promise.all(tabs.map((t) => t.session()));
 
   await server.kill();
   for (const t of tabs) await expect(t.page.getByTestId("connection")).toHaveText("reconnecting…");
@@ -43,9 +44,8 @@ test("tabs reconnect by themselves after a SIGKILL and the run finishes", async 
   expect(resumed.state).toBe("running");
   for (const [i, t] of tabs.entries()) {
     await expect(t.page.getByTestId("connection")).toHaveText("connected", { timeout: 60_000 });
-    // Sessions live in the coordinator's memory: after a crash the tab joins as a new one (its
-    // old session's leases died with the process), and trains again.
-    expect(await t.session()).not.toBe("");
+    // The same session, resumed with its token (sessions are stored), and training again.
+    await expect(t.page.getByTestId("contributing")).toHaveAttribute("data-session", sessions[i]!);
     await expect.poll(() => t.batches(), { timeout: 60_000 }).toBeGreaterThan(beforeRestart[i]!);
   }
   await expect

@@ -89,12 +89,30 @@ describe("the coordinator, with headless workers in one process", () => {
     const resumed = sim.coordinator.runs.get(run.id)!;
     expect(resumed.record.version).toBe(committed.record.version);
     expect([...resumed.parameters]).toEqual([...committed.parameters]);
-    for (const w of workers) {
+    const back = workers.map((w) => {
       sim.dropWorker(w);
-      sim.addWorker({ runId: run.id, sessionToken: w.sessionToken });
-    }
+      return sim.addWorker({ runId: run.id, sessionToken: w.sessionToken });
+    });
+    sim.runUntil(() => back.every((w) => w.sessionId !== ""));
+    // The same sessions, resumed by their tokens.
+    expect(back.map((w) => w.sessionId)).toEqual(workers.map((w) => w.sessionId));
     sim.runUntil(() => resumed.record.state === "finished");
     expect(resumed.record.evaluation!.accuracy).toBeGreaterThanOrEqual(0.9);
+  });
+
+  it("keeps a quarantine across a restart", () => {
+    const sim = new Simulation();
+    const run = sim.coordinator.createRun(blobs({ quarantineAfter: 2 }));
+    const bad = sim.addWorker({ runId: run.id, attacks: ["nan"] });
+    sim.runUntil(() => bad.finished);
+    expect(run.sessions.get(bad.sessionId)!.quarantined).toBe(true);
+    sim.restart();
+    sim.dropWorker(bad);
+    const again = sim.addWorker({ runId: run.id, sessionToken: bad.sessionToken });
+    sim.runUntil(() => again.finished);
+    expect(again.sessionId).toBe(bad.sessionId);
+    expect(again.refusals).toContain("quarantined");
+    expect(again.updatesSent).toBe(0);
   });
 
   it("commits each batch of an epoch once while tabs close mid-lease and new ones join", () => {

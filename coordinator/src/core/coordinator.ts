@@ -68,7 +68,23 @@ export class Coordinator {
     const now = clock.now();
     for (const record of store.listRuns()) {
       const snapshot = store.loadRun(record.id);
-      if (snapshot) this.runs.set(record.id, Run.load(snapshot, store, now));
+      if (!snapshot) continue;
+      const run = Run.load(snapshot, store, now);
+      this.runs.set(record.id, run);
+      // Sessions come back too, disconnected: a tab that reconnects with its token is the same
+      // session (its share, its counts), and a quarantine outlives the restart.
+      for (const { token, stats } of store.sessions(run.id)) {
+        const session: Session = {
+          id: stats.id,
+          token,
+          runId: run.id,
+          peer: undefined,
+          knownVersion: -1,
+        };
+        this.sessions.set(session.id, session);
+        this.byToken.set(token, session);
+        run.sessions.set(stats.id, { ...stats, connected: false });
+      }
     }
   }
 
@@ -115,6 +131,7 @@ export class Coordinator {
     if (session && session.peer === peer) {
       session.peer = undefined;
       this.runs.get(session.runId)?.leave(session.id, this.clock.now());
+      this.saveSession(session);
       this.changed(session.runId);
     }
   }
@@ -318,6 +335,7 @@ export class Coordinator {
     session.knownVersion = run.record.version;
     this.peers.set(peer, session);
     run.join(session.id, p.client, now);
+    this.saveSession(session);
     this.changed(run.id);
     this.send(peer, {
       type: "welcome",
@@ -351,6 +369,11 @@ export class Coordinator {
   private route(run: Run, out: Outgoing[]): void {
     if (out.length > 0) this.changed(run.id);
     for (const o of out) {
+      // A quarantine is written down at once, so that a restart does not lift it.
+      if (o.to !== "*" && o.payload.type === "error" && o.payload.code === "quarantined") {
+        const session = this.sessions.get(o.to);
+        if (session) this.saveSession(session);
+      }
       if (o.to === "*") {
         let frame: Uint8Array | undefined;
         for (const s of run.sessions.values()) {
@@ -364,6 +387,11 @@ export class Coordinator {
         if (peer) this.send(peer, o.payload);
       }
     }
+  }
+
+  private saveSession(session: Session): void {
+    const stats = this.runs.get(session.runId)?.sessions.get(session.id);
+    if (stats) this.store.saveSession({ runId: session.runId, token: session.token, stats });
   }
 
   private sendParameters(peer: Peer, session: Session, run: Run): void {

@@ -1,12 +1,13 @@
 // The Store in memory: for the core's tests and for a coordinator started without a data
 // directory. Snapshots are copied in and out, so a caller's later writes never leak into it.
-import type { MetricPoint, RunRecord, RunSnapshot, Store } from "./ports.ts";
+import type { MetricPoint, RunRecord, RunSnapshot, SessionRecord, Store } from "./ports.ts";
 
 const copy = (s: RunSnapshot): RunSnapshot => structuredClone(s);
 
 export class MemoryStore implements Store {
   private readonly runs = new Map<string, RunSnapshot>();
   private readonly points = new Map<string, MetricPoint[]>();
+  private readonly sessionRows = new Map<string, SessionRecord>();
   /** Counts commits, so tests can see that a version was written before it was announced. */
   commits = 0;
 
@@ -34,6 +35,16 @@ export class MemoryStore implements Store {
     const s = this.runs.get(record.id);
     if (!s) throw new Error(`no run ${record.id}`);
     s.record = structuredClone(record);
+  }
+
+  saveSession(session: SessionRecord): void {
+    this.sessionRows.set(session.stats.id, structuredClone(session));
+  }
+
+  sessions(runId: string): SessionRecord[] {
+    return [...this.sessionRows.values()]
+      .filter((s) => s.runId === runId)
+      .map((s) => structuredClone(s));
   }
 
   metrics(runId: string, limit = 10_000): MetricPoint[] {

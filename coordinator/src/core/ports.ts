@@ -2,6 +2,7 @@
 // these; the core imports nothing else of theirs. The Store is synchronous on purpose: SQLite
 // through better-sqlite3 and a Durable Object's storage.sql both are, and a version must be
 // committed before anyone hears of it without an await in between.
+import type { ClientInfo } from "@pangea/shared";
 import type { RunConfig } from "./run-config.ts";
 import type { EpochProgress } from "./scheduler.ts";
 import type { OptimizerState } from "./server-optimizer.ts";
@@ -57,6 +58,28 @@ export interface MetricPoint {
   workers: number;
 }
 
+/** A session's standing in its run: what the workers table shows, and whether it is trusted. */
+export interface SessionStats {
+  id: string;
+  client: ClientInfo;
+  joinedAt: number;
+  lastSeen: number;
+  connected: boolean;
+  /** Measured from lease to accepted update (samples × inner steps per second); 0 = unknown. */
+  samplesPerSecond: number;
+  updatesAccepted: number;
+  updatesRefused: number;
+  strikes: number;
+  quarantined: boolean;
+}
+
+/** A session as stored: its token resumes it, and its quarantine outlives a restart. */
+export interface SessionRecord {
+  runId: string;
+  token: string;
+  stats: SessionStats;
+}
+
 export interface Store {
   listRuns(): RunRecord[];
   loadRun(id: string): RunSnapshot | undefined;
@@ -68,6 +91,13 @@ export interface Store {
   updateRun(record: RunRecord): void;
   /** The run's metric history, oldest first, at most `limit` points (the latest ones). */
   metrics(runId: string, limit?: number): MetricPoint[];
+  /**
+   * Writes (or replaces) a session: on join, on leave and on quarantine. Its counts are as of
+   * that moment (a crash loses the counts since), its token and quarantine are exact.
+   */
+  saveSession(session: SessionRecord): void;
+  /** The run's sessions, to resume them after a restart. */
+  sessions(runId: string): SessionRecord[];
 }
 
 /** One connected tab or worker, as the runtime's socket. */

@@ -15,7 +15,16 @@ import {
 import { evaluate } from "@pangea/shaders/reference";
 import { aggregate, updateNorm, type WeightedUpdate } from "./aggregate.ts";
 import { type DatasetSplit, loadDataset } from "./datasets.ts";
-import type { MetricPoint, RunRecord, RunSnapshot, RunState, Store } from "./ports.ts";
+import type {
+  MetricPoint,
+  RunRecord,
+  RunSnapshot,
+  RunState,
+  SessionStats,
+  Store,
+} from "./ports.ts";
+
+export type { SessionStats };
 import type { RunConfig } from "./run-config.ts";
 import { batchSamples, type Lease, Scheduler } from "./scheduler.ts";
 import { applyUpdate, initialOptimizerState, type OptimizerState } from "./server-optimizer.ts";
@@ -25,20 +34,6 @@ import { checkUpdate, errorPayload, type Refusal } from "./validate.ts";
 export interface Outgoing {
   to: string;
   payload: Payload;
-}
-
-export interface SessionStats {
-  id: string;
-  client: ClientInfo;
-  joinedAt: number;
-  lastSeen: number;
-  connected: boolean;
-  /** Measured from lease to accepted update (samples × inner steps per second); 0 = unknown. */
-  samplesPerSecond: number;
-  updatesAccepted: number;
-  updatesRefused: number;
-  strikes: number;
-  quarantined: boolean;
 }
 
 interface Contribution {

@@ -5,7 +5,7 @@
 import { mkdirSync } from "node:fs";
 import { join } from "node:path";
 import Database from "better-sqlite3";
-import type { MetricPoint, RunRecord, RunSnapshot, Store } from "../core/ports.ts";
+import type { MetricPoint, RunRecord, RunSnapshot, SessionRecord, Store } from "../core/ports.ts";
 
 const floats = (b: Buffer): Float32Array => {
   // A copy into an aligned buffer: SQLite's blob buffers need not be 4-byte aligned.
@@ -60,6 +60,13 @@ export class SqliteStore implements Store {
         point TEXT NOT NULL
       );
       CREATE INDEX IF NOT EXISTS metrics_by_run ON metrics (run_id, version);
+      CREATE TABLE IF NOT EXISTS sessions (
+        id TEXT PRIMARY KEY,
+        run_id TEXT NOT NULL,
+        token TEXT NOT NULL,
+        stats TEXT NOT NULL
+      );
+      CREATE INDEX IF NOT EXISTS sessions_by_run ON sessions (run_id);
     `);
     this.statements = {
       list: this.db.prepare<[], { record: string }>("SELECT record FROM runs"),
@@ -73,6 +80,12 @@ export class SqliteStore implements Store {
         "UPDATE runs SET record = ?, parameters = ?, opt_step = ?, opt_m = ?, opt_v = ?, progress = ? WHERE id = ?",
       ),
       record: this.db.prepare("UPDATE runs SET record = ? WHERE id = ?"),
+      saveSession: this.db.prepare(
+        "INSERT OR REPLACE INTO sessions (id, run_id, token, stats) VALUES (?, ?, ?, ?)",
+      ),
+      sessions: this.db.prepare<[string], { token: string; stats: string }>(
+        "SELECT token, stats FROM sessions WHERE run_id = ?",
+      ),
       metric: this.db.prepare("INSERT INTO metrics (run_id, version, point) VALUES (?, ?, ?)"),
       metrics: this.db.prepare<[string, number], { point: string }>(
         "SELECT point FROM (SELECT point, rowid FROM metrics WHERE run_id = ? ORDER BY rowid DESC LIMIT ?) ORDER BY rowid",
@@ -108,6 +121,23 @@ export class SqliteStore implements Store {
 
   updateRun(record: RunRecord): void {
     this.statements.record.run(JSON.stringify(record), record.id);
+  }
+
+  saveSession(session: SessionRecord): void {
+    this.statements.saveSession.run(
+      session.stats.id,
+      session.runId,
+      session.token,
+      JSON.stringify(session.stats),
+    );
+  }
+
+  sessions(runId: string): SessionRecord[] {
+    return this.statements.sessions.all(runId).map((r) => ({
+      runId,
+      token: r.token,
+      stats: JSON.parse(r.stats) as SessionRecord["stats"],
+    }));
   }
 
   metrics(runId: string, limit = 10_000): MetricPoint[] {
