@@ -60,7 +60,7 @@ interface ListView {
 
 const ELEMENT_BITS = [0, 1, 8, 16, 32, 64, 64, 0] as const;
 const TWO_32 = 2 ** 32;
-const utf8 = new TextDecoder("utf-8", { fatal: true });
+const utf8 = new TextDecoder("utf-8", { fatal: true, ignoreBOM: false });
 
 /** The segment table of a frame, checked against its length. */
 export function readSegmentTable(
