@@ -1,13 +1,117 @@
-// One run's Durable Object. For now it owns the run's storage through DoSqliteStore; hosting the
-// coordinator core (hibernatable WebSockets, alarms) is the next step of the edge.
+// One run's Durable Object: the coordinator core for that run, on the object's SQLite storage.
+// What differs from the Node server is only the adapter:
+//   - WebSockets use the Hibernation API: `acceptWebSocket`, with the session id kept as the
+//     socket's attachment, so that a woken object maps each open socket back to its session;
+//   - the periodic tick (lease expiry, straggler deadlines, silent sessions) is an alarm, set
+//     while anyone is connected;
+//   - the run's HTTP API is the core's own Hono app (createApi), reached through the Worker.
+// After an eviction the constructor rebuilds everything from storage: the run at its last
+// committed version, its sessions, and its open sockets.
+import { Coordinator, createApi, type Peer } from "@pangea/coordinator/core";
 import { DurableObject } from "cloudflare:workers";
 import { DoSqliteStore } from "./do-store.ts";
+import type { RunIndex } from "./run-index.ts";
 
-export class RunObject extends DurableObject<Record<string, unknown>> {
+export interface Env {
+  RUNS: DurableObjectNamespace<RunObject>;
+  INDEX: DurableObjectNamespace<RunIndex>;
+  ASSETS?: Fetcher;
+  PANGEA_ADMIN_TOKEN?: string;
+}
+
+const TICK_MS = 1000;
+
+export class RunObject extends DurableObject<Env> {
   readonly store: DoSqliteStore;
+  readonly coordinator: Coordinator;
+  private readonly api;
+  private readonly peers = new WeakMap<WebSocket, Peer>();
 
-  constructor(ctx: DurableObjectState, env: Record<string, unknown>) {
+  constructor(ctx: DurableObjectState, env: Env) {
     super(ctx, env);
     this.store = new DoSqliteStore(ctx.storage.sql);
+    this.coordinator = new Coordinator(this.store, { now: () => Date.now() });
+    for (const ws of ctx.getWebSockets()) {
+      const attached = ws.deserializeAttachment() as { sessionId?: string } | null;
+      if (attached?.sessionId) this.coordinator.attach(this.peer(ws), attached.sessionId);
+      else this.coordinator.connect(this.peer(ws));
+    }
+    this.api = createApi(this.coordinator, {
+      adminToken: env.PANGEA_ADMIN_TOKEN ?? "",
+      startedAt: Date.now(),
+    });
+  }
+
+  async fetch(request: Request): Promise<Response> {
+    const url = new URL(request.url);
+    if (url.pathname === "/ws") {
+      if (request.headers.get("upgrade")?.toLowerCase() !== "websocket")
+        return new Response("expected a WebSocket upgrade", { status: 426 });
+      const [client, server] = Object.values(new WebSocketPair()) as [WebSocket, WebSocket];
+      this.ctx.acceptWebSocket(server);
+      this.coordinator.connect(this.peer(server));
+      await this.keepTicking();
+      return new Response(null, { status: 101, webSocket: client });
+    }
+    if (url.pathname === "/internal/create" && request.method === "POST") {
+      // The Worker names the run (this object's name) and has checked the admin token.
+      const { id, start, ...input } = (await request.json()) as Record<string, unknown>;
+      try {
+        const run = this.coordinator.createRun(input, start !== false, String(id));
+        return Response.json(run.status(Date.now()), { status: 201 });
+      } catch (e) {
+        const problems = (e as { problems?: string[] }).problems;
+        return Response.json(
+          { error: "invalid", problems: problems ?? [(e as Error).message] },
+          { status: 400 },
+        );
+      }
+    }
+    return this.api.fetch(request);
+  }
+
+  async webSocketMessage(ws: WebSocket, message: ArrayBuffer | string): Promise<void> {
+    const peer = this.peer(ws);
+    if (typeof message === "string") {
+      peer.close(1003, "frames are binary Cap'n Proto messages");
+      this.coordinator.disconnect(peer);
+      return;
+    }
+    this.coordinator.receive(peer, new Uint8Array(message));
+    await this.keepTicking();
+  }
+
+  async webSocketClose(ws: WebSocket): Promise<void> {
+    this.coordinator.disconnect(this.peer(ws));
+  }
+
+  async webSocketError(ws: WebSocket): Promise<void> {
+    this.coordinator.disconnect(this.peer(ws));
+  }
+
+  async alarm(): Promise<void> {
+    this.coordinator.tick();
+    await this.keepTicking();
+  }
+
+  private async keepTicking(): Promise<void> {
+    if (this.ctx.getWebSockets().length === 0) return;
+    if ((await this.ctx.storage.getAlarm()) === null)
+      await this.ctx.storage.setAlarm(Date.now() + TICK_MS);
+  }
+
+  private peer(ws: WebSocket): Peer {
+    let peer = this.peers.get(ws);
+    if (!peer) {
+      peer = {
+        send: (frame) => ws.send(frame),
+        close: (code, reason) => ws.close(code, reason),
+        // Not exposed by the runtime: the platform buffers, and a slow socket is its concern.
+        bufferedAmount: () => 0,
+        identify: (sessionId) => ws.serializeAttachment({ sessionId }),
+      };
+      this.peers.set(ws, peer);
+    }
+    return peer;
   }
 }

@@ -65,7 +65,8 @@ async function start(url: string, runId: string): Promise<void> {
     onError: (e) => post({ type: "error", message: String(e instanceof Error ? e.message : e) }),
   });
   contributor = c;
-  connection = connect(url, c, {
+  const address = runId ? `${url}/?run=${encodeURIComponent(runId)}` : url;
+  connection = connect(address, c, {
     createSocket: (address) => new WebSocket(address) as unknown as SocketLike,
     onState: (state) =>
       post({ type: "connection", state, reconnects: Math.max(0, connection?.reconnects ?? 0) }),

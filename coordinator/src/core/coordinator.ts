@@ -90,10 +90,12 @@ export class Coordinator {
 
   // --- runs (the HTTP API calls these) ------------------------------------------------------
 
-  createRun(input: RunConfigInput, start = true): Run {
+  /** `id`: where the runtime names runs itself (the edge: a run is its Durable Object's name). */
+  createRun(input: RunConfigInput, start = true, id = randomId("run")): Run {
     const config: RunConfig = resolveRunConfig(input);
     const now = this.clock.now();
-    const run = Run.create(randomId("run"), config, this.store, now);
+    if (this.runs.has(id)) throw new Error(`run ${id} exists`);
+    const run = Run.create(id, config, this.store, now);
     this.runs.set(run.id, run);
     if (start) this.route(run, run.setState("running", now));
     this.changed(run.id);
@@ -123,6 +125,23 @@ export class Coordinator {
 
   connect(peer: Peer): void {
     this.peers.set(peer, undefined);
+  }
+
+  /**
+   * A connection that outlived this Coordinator object (a Durable Object woken from hibernation
+   * with its WebSockets still open) speaks for its session again, without a new join.
+   */
+  attach(peer: Peer, sessionId: string): void {
+    const session = this.sessions.get(sessionId);
+    if (!session) {
+      this.peers.set(peer, undefined);
+      return;
+    }
+    session.peer = peer;
+    this.peers.set(peer, session);
+    const run = this.runs.get(session.runId);
+    const stats = run?.sessions.get(sessionId);
+    if (run && stats) run.join(sessionId, stats.client, this.clock.now());
   }
 
   disconnect(peer: Peer): void {
@@ -334,6 +353,7 @@ export class Coordinator {
     session.peer = peer;
     session.knownVersion = run.record.version;
     this.peers.set(peer, session);
+    peer.identify?.(session.id);
     run.join(session.id, p.client, now);
     this.saveSession(session);
     this.changed(run.id);

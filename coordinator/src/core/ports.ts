@@ -107,6 +107,11 @@ export interface Peer {
   close(code: number, reason: string): void;
   /** Bytes queued and not yet sent, where the runtime can tell (for backpressure). */
   bufferedAmount(): number;
+  /**
+   * Told the session this connection now speaks for. A runtime that sleeps between events (a
+   * Durable Object's hibernating WebSockets) keeps it with the socket, to `attach` it on waking.
+   */
+  identify?(sessionId: string): void;
 }
 
 export interface Clock {

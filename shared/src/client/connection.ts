@@ -27,12 +27,15 @@ export interface Connection {
   close(): void;
 }
 
-/** The WebSocket address of a coordinator given as http(s) or ws(s), with or without /ws. */
+/**
+ * The WebSocket address of a coordinator given as http(s) or ws(s), with or without /ws. A query
+ * (`?run=<id>`) is kept: the edge routes a socket to its run's Durable Object by it.
+ */
 export function socketUrl(url: string): string {
-  return `${url
-    .replace(/^http/, "ws")
-    .replace(/\/ws\/?$/, "")
-    .replace(/\/$/, "")}/ws`;
+  const u = new URL(url);
+  u.protocol = u.protocol.replace(/^http/, "ws");
+  u.pathname = `${u.pathname.replace(/\/ws\/?$/, "").replace(/\/$/, "")}/ws`;
+  return u.toString();
 }
 
 const OPEN = 1;
