@@ -2,9 +2,10 @@
 // browser, many pages, against the real coordinator started per spec. `pnpm test:e2e` builds the
 // web UI first. Screenshots and downloads land in test-results/.
 import { defineConfig } from "@playwright/test";
+import type { Backend } from "@pangea/coordinator/server-process";
 import { chromiumArgs, chromiumPath } from "../scripts/chromium.ts";
 
-export default defineConfig({
+export default defineConfig<{ backend: Backend }>({
   testDir: "./tests",
   testMatch: "*.spec.ts",
   outputDir: "./test-results",
@@ -20,5 +21,14 @@ export default defineConfig({
     screenshot: "only-on-failure",
     acceptDownloads: true,
   },
-  projects: [{ name: "node", use: { browserName: "chromium" } }],
+  // The same specs against either coordinator: `backend` (support/fixtures.ts). The edge
+  // project runs the multi-tab training and the restart specs under `wrangler dev`.
+  projects: [
+    { name: "node", use: { browserName: "chromium", backend: "node" } },
+    {
+      name: "edge",
+      use: { browserName: "chromium", backend: "edge" },
+      testMatch: ["training.spec.ts", "restart.spec.ts"],
+    },
+  ],
 });

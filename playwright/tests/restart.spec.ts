@@ -1,12 +1,12 @@
 // The coordinator is killed with SIGKILL mid-run and started again over the same data: the tabs
 // reconnect on their own, resuming their sessions, and the run finishes.
 import { type ServerProcess, serverProcess } from "@pangea/coordinator/server-process";
-import { expect, test } from "@playwright/test";
+import { expect, test } from "../support/fixtures.ts";
 import { openContributor, type RunStatus } from "../support/pages.ts";
 
 let server: ServerProcess;
-test.beforeAll(async () => {
-  server = await serverProcess();
+test.beforeAll(async ({ backend }) => {
+  server = await serverProcess({ backend });
 });
 test.afterAll(async () => {
   await server?.dispose();

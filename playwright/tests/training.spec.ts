@@ -2,12 +2,12 @@
 // open; the run still reaches 95% with every batch of every epoch committed exactly once, and
 // every tab's updates show as accepted in the dashboard's workers table.
 import { type ServerProcess, serverProcess } from "@pangea/coordinator/server-process";
-import { expect, test } from "@playwright/test";
+import { expect, test } from "../support/fixtures.ts";
 import { openContributor, type RunStatus, signIn, type Tab } from "../support/pages.ts";
 
 let server: ServerProcess;
-test.beforeAll(async () => {
-  server = await serverProcess({ demo: true });
+test.beforeAll(async ({ backend }) => {
+  server = await serverProcess({ demo: true, backend });
 });
 test.afterAll(async () => {
   await server?.dispose();

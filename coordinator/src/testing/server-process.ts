@@ -1,5 +1,8 @@
-// The real coordinator as a child process (`pangea serve`) on 127.0.0.1, for tests and
-// benchmarks that kill it, restart it over the same data directory, and talk to its API.
+// The real coordinator as a child process on 127.0.0.1, for tests and benchmarks that kill it,
+// restart it over the same data, and talk to its API. Two backends behind one interface:
+//   node  `pangea serve` (SQLite in the data directory)
+//   edge  `wrangler dev` (the Worker and a Durable Object per run, storage persisted to the
+//         data directory), killed as a process group since wrangler runs workerd beneath it.
 import { type ChildProcess, spawn } from "node:child_process";
 import { mkdtempSync, rmSync } from "node:fs";
 import { createServer } from "node:net";
@@ -7,6 +10,10 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 
 const cli = join(import.meta.dirname, "../node/cli.ts");
+const repo = join(import.meta.dirname, "../../..");
+const wrangler = join(repo, "edge/node_modules/.bin/wrangler");
+
+export type Backend = "node" | "edge";
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 export async function freePort(): Promise<number> {
@@ -35,11 +42,19 @@ export interface ServerProcess {
 }
 
 export async function serverProcess(
-  options: { demo?: boolean; token?: string; log?: boolean; env?: Record<string, string> } = {},
+  options: {
+    demo?: boolean;
+    token?: string;
+    log?: boolean;
+    env?: Record<string, string>;
+    backend?: Backend;
+  } = {},
 ): Promise<ServerProcess> {
+  const backend = options.backend ?? "node";
   const port = await freePort();
   const token = options.token ?? "test-admin-token";
   const dataDir = mkdtempSync(join(tmpdir(), "pangea-server-"));
+  let demoCreated = false;
   const url = `http://localhost:${port}`;
   const handle: ServerProcess = {
     url,
@@ -47,17 +62,42 @@ export async function serverProcess(
     dataDir,
     process: undefined,
     async start() {
-      const child = spawn(process.execPath, ["--import", "tsx", cli, "serve"], {
-        env: {
-          ...process.env,
-          PANGEA_DATA_DIR: dataDir,
-          PORT: String(port),
-          PANGEA_ADMIN_TOKEN: token,
-          PANGEA_DEMO: options.demo ? "1" : "0",
-          ...options.env,
-        },
-        stdio: options.log ? "inherit" : "ignore",
-      });
+      const child =
+        backend === "node"
+          ? spawn(process.execPath, ["--import", "tsx", cli, "serve"], {
+              env: {
+                ...process.env,
+                PANGEA_DATA_DIR: dataDir,
+                PORT: String(port),
+                PANGEA_ADMIN_TOKEN: token,
+                PANGEA_DEMO: options.demo ? "1" : "0",
+                ...options.env,
+              },
+              stdio: options.log ? "inherit" : "ignore",
+            })
+          : spawn(
+              wrangler,
+              [
+                "dev",
+                "--config",
+                join(repo, "wrangler.toml"),
+                "--port",
+                String(port),
+                "--ip",
+                "127.0.0.1",
+                "--persist-to",
+                dataDir,
+                "--var",
+                `PANGEA_ADMIN_TOKEN:${token}`,
+                "--show-interactive-dev-session=false",
+              ],
+              {
+                cwd: repo,
+                env: { ...process.env, WRANGLER_SEND_METRICS: "false", ...options.env },
+                stdio: options.log ? "inherit" : "ignore",
+                detached: true,
+              },
+            );
       handle.process = child;
       for (let i = 0; i < 600; i++) {
         if (child.exitCode !== null) throw new Error(`the coordinator exited (${child.exitCode})`);
@@ -65,7 +105,19 @@ export async function serverProcess(
           (r) => r.ok,
           () => false,
         );
-        if (up) return;
+        if (up) {
+          // The edge has no demo of its own: the first start creates the same one.
+          if (backend === "edge" && options.demo && !demoCreated) {
+            demoCreated = true;
+            const { DEMO_RUN } = await import("../node/server.ts");
+            const created = await handle.api("/api/runs", {
+              method: "POST",
+              body: JSON.stringify(DEMO_RUN),
+            });
+            if (!created.ok) throw new Error(`creating the demo run: ${await created.text()}`);
+          }
+          return;
+        }
         await sleep(100);
       }
       throw new Error("the coordinator did not come up in 60 s");
@@ -74,7 +126,8 @@ export async function serverProcess(
       const child = handle.process;
       if (!child || child.exitCode !== null || child.signalCode !== null) return;
       const dead = new Promise((r) => child.once("exit", r));
-      child.kill("SIGKILL");
+      if (backend === "edge") process.kill(-child.pid!, "SIGKILL");
+      else child.kill("SIGKILL");
       await dead;
     },
     api(path, init = {}) {
