@@ -8,7 +8,7 @@
 //    10, 100 and 1,000 simulated workers that answer each lease with a precomputed update at
 //    once: updates/s, p50/p99 from sending an update to its acknowledgement (measured by the
 //    worker, so it includes the loopback hop both ways), and the coordinator's resident memory.
-import { readFileSync } from "node:fs";
+import { readdirSync, readFileSync } from "node:fs";
 import { createRequire } from "node:module";
 import { Worker } from "node:worker_threads";
 import {
@@ -25,7 +25,7 @@ import {
 import { randomFloats } from "@pangea/shared/testing";
 import { WebSocket, WebSocketServer } from "ws";
 import { resolveRunConfig } from "../src/core/run-config.ts";
-import { serverProcess } from "../src/testing/server-process.ts";
+import { type Backend, serverProcess } from "../src/testing/server-process.ts";
 import { checkUpdate } from "../src/core/validate.ts";
 
 const require = createRequire(import.meta.url);
@@ -177,6 +177,28 @@ function rssMiB(pid: number): number {
   return m ? Number(m[1]) / 1024 : Number.NaN;
 }
 
+/** The resident memory of a process and all its descendants (wrangler runs workerd beneath). */
+function treeRssMiB(root: number): number {
+  const children = new Map<number, number[]>();
+  for (const entry of readdirSync("/proc")) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      const stat = readFileSync(`/proc/${entry}/stat`, "utf8");
+      const ppid = Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[1]);
+      children.set(ppid, [...(children.get(ppid) ?? []), Number(entry)]);
+    } catch {
+      // gone meanwhile
+    }
+  }
+  let total = 0;
+  const visit = (pid: number) => {
+    total += rssMiB(pid) || 0;
+    for (const c of children.get(pid) ?? []) visit(c);
+  };
+  visit(root);
+  return total;
+}
+
 interface LoadRow {
   workers: number;
   updates: number;
@@ -186,8 +208,8 @@ interface LoadRow {
   rss: number;
 }
 
-async function load(workers: number, seconds: number): Promise<LoadRow> {
-  const server = await serverProcess({ token: "bench" });
+async function load(workers: number, seconds: number, backend: Backend = "node"): Promise<LoadRow> {
+  const server = await serverProcess({ token: "bench", backend });
   const { url } = server;
   try {
     // The demo run's model and data; asynchronous, each update its own version (the busiest
@@ -291,7 +313,7 @@ async function load(workers: number, seconds: number): Promise<LoadRow> {
     await sleep(seconds * 1000);
     measuring = false;
     const elapsed = (performance.now() - t0) / 1000;
-    const rss = rssMiB(server.process!.pid!);
+    const rss = treeRssMiB(server.process!.pid!);
     stop = true;
     for (const ws of sockets) ws.terminate();
     latencies.sort((a, b) => a - b);
@@ -324,11 +346,13 @@ for (const [name, model, frames] of [
 console.log(
   "\nLoad: the coordinator (child process) with simulated workers answering each lease at once",
 );
-console.log("workers   updates/s   p50 ms   p99 ms   coordinator RSS MiB");
-for (const workers of [10, 100, 1000]) {
-  const r = await load(workers, 10);
+const row = (label: string, r: LoadRow) =>
   console.log(
-    `${String(r.workers).padStart(7)}${(r.updates / r.seconds).toFixed(0).padStart(12)}${r.p50.toFixed(1).padStart(9)}${r.p99.toFixed(1).padStart(9)}${r.rss.toFixed(0).padStart(20)}`,
+    `${label.padEnd(6)}${String(r.workers).padStart(7)}${(r.updates / r.seconds).toFixed(0).padStart(12)}${r.p50.toFixed(1).padStart(9)}${r.p99.toFixed(1).padStart(9)}${r.rss.toFixed(0).padStart(20)}`,
   );
-}
+console.log("where  workers   updates/s   p50 ms   p99 ms   coordinator RSS MiB");
+for (const workers of [10, 100, 1000]) row("node", await load(workers, 10));
+// The edge: the Worker and the run's Durable Object under `wrangler dev` (workerd on this
+// machine, storage on local disk), the same simulated workers. RSS counts wrangler and workerd.
+row("edge", await load(100, 10, "edge"));
 process.exit(0);
