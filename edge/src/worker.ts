@@ -1,6 +1,7 @@
 // The edge's Worker: the same HTTP API and /ws as the Node server, in front of one Durable
 // Object per run (RunObject, which serves the core's own API for its run) and a run index.
 // The built web UI is served as static assets; only the API, /ws and /health reach this code.
+import { isAdmin, UNAUTHORIZED } from "@pangea/coordinator/core";
 import { Hono } from "hono";
 import { streamSSE } from "hono/streaming";
 import { type Env, RunObject } from "./run-object.ts";
@@ -14,18 +15,8 @@ const app = new Hono<App>();
 const index = (env: Env) => env.INDEX.get(env.INDEX.idFromName("index"));
 const runObject = (env: Env, id: string) => env.RUNS.get(env.RUNS.idFromName(id));
 
-function authorized(env: Env, header: string | undefined): boolean {
-  const token = header?.startsWith("Bearer ") ? header.slice(7) : "";
-  const expected = env.PANGEA_ADMIN_TOKEN ?? "";
-  if (expected === "" || token.length !== expected.length) return false;
-  let diff = 0;
-  for (let i = 0; i < token.length; i++) diff |= token.charCodeAt(i) ^ expected.charCodeAt(i);
-  return diff === 0;
-}
-const unauthorized = {
-  error: "unauthorized",
-  message: "this needs the admin token: Authorization: Bearer <token>",
-};
+const authorized = (env: Env, header: string | undefined) =>
+  isAdmin(header, env.PANGEA_ADMIN_TOKEN ?? "");
 
 /** Every run's summary, newest first, each from its own object. */
 async function summaries(env: Env): Promise<unknown[]> {
@@ -46,11 +37,11 @@ app.get("/api/runs", async (c) => c.json({ runs: await summaries(c.env) }));
 app.get("/api/admin/check", (c) =>
   authorized(c.env, c.req.header("authorization"))
     ? c.json({ ok: true })
-    : c.json(unauthorized, 401),
+    : c.json(UNAUTHORIZED, 401),
 );
 
 app.post("/api/runs", async (c) => {
-  if (!authorized(c.env, c.req.header("authorization"))) return c.json(unauthorized, 401);
+  if (!authorized(c.env, c.req.header("authorization"))) return c.json(UNAUTHORIZED, 401);
   let body: unknown;
   try {
     body = await c.req.json();

@@ -14,12 +14,24 @@ export interface ApiOptions {
 }
 
 /** Compares without stopping at the first difference, so timing says nothing of the token. */
-function sameToken(a: string, b: string): boolean {
+export function sameToken(a: string, b: string): boolean {
   if (a.length !== b.length || a.length === 0) return false;
   let diff = 0;
   for (let i = 0; i < a.length; i++) diff |= a.charCodeAt(i) ^ b.charCodeAt(i);
   return diff === 0;
 }
+
+/** Whether an Authorization header carries the admin token (never, when none is set). */
+export function isAdmin(header: string | undefined, adminToken: string): boolean {
+  const token = header?.startsWith("Bearer ") ? header.slice(7) : "";
+  return sameToken(token, adminToken);
+}
+
+/** The refusal every admin endpoint answers without the token. */
+export const UNAUTHORIZED = {
+  error: "unauthorized",
+  message: "this needs the admin token: Authorization: Bearer <token>",
+};
 
 export function createApi(coordinator: Coordinator, options: ApiOptions) {
   const api = new Hono();
@@ -28,16 +40,8 @@ export function createApi(coordinator: Coordinator, options: ApiOptions) {
     c: Parameters<Parameters<typeof api.use>[1]>[0],
     next: () => Promise<void>,
   ) => {
-    const header = c.req.header("authorization") ?? "";
-    const token = header.startsWith("Bearer ") ? header.slice(7) : "";
-    if (!sameToken(token, options.adminToken))
-      return c.json(
-        {
-          error: "unauthorized",
-          message: "this needs the admin token: Authorization: Bearer <token>",
-        },
-        401,
-      );
+    if (!isAdmin(c.req.header("authorization"), options.adminToken))
+      return c.json(UNAUTHORIZED, 401);
     await next();
   };
 
