@@ -8,7 +8,12 @@ import { defineConfig } from "vitest/config";
 const here = (path: string) => fileURLToPath(new URL(path, import.meta.url));
 
 export default defineConfig({
-  plugins: [cloudflareTest({ wrangler: { configPath: "../wrangler.toml" } })],
+  plugins: [
+    cloudflareTest({
+      wrangler: { configPath: "../wrangler.toml" },
+      miniflare: { bindings: { PANGEA_ADMIN_TOKEN: "workerd-test-token" } },
+    }),
+  ],
   resolve: {
     alias: [
       {

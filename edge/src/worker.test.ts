@@ -1,0 +1,52 @@
+// The edge's Worker routes, inside workerd: the admin check, a bad config refused with the
+// core's reasons (and nothing created), a run created in its own Durable Object and listed
+// through the index, and its own routes answered by its object.
+import { SELF } from "cloudflare:test";
+import { expect, it } from "vitest";
+
+it("guards, creates, lists and refuses runs like the Node server", async () => {
+  const body = JSON.stringify({ name: "edge", dataset: "blobs", stop: { versions: 5 } });
+  const anonymous = await SELF.fetch("https://edge/api/runs", { method: "POST", body });
+  expect(anonymous.status).toBe(401);
+
+  const wrong = await SELF.fetch("https://edge/api/runs", {
+    method: "POST",
+    body,
+    headers: { authorization: "Bearer not-it" },
+  });
+  expect(wrong.status).toBe(401);
+
+  expect(await (await SELF.fetch("https://edge/health")).json()).toEqual({ ok: true, edge: true });
+  expect(await (await SELF.fetch("https://edge/api/runs")).json()).toEqual({ runs: [] });
+  expect((await SELF.fetch("https://edge/ws")).status).toBe(503);
+
+  const admin = { authorization: "Bearer workerd-test-token" };
+  const bad = await SELF.fetch("https://edge/api/runs", {
+    method: "POST",
+    headers: admin,
+    body: JSON.stringify({ dataset: "blobs", batchSize: -1 }),
+  });
+  expect(bad.status).toBe(400);
+  expect(((await bad.json()) as { problems: string[] }).problems.join()).toContain("batchSize");
+  expect(await (await SELF.fetch("https://edge/api/runs")).json()).toEqual({ runs: [] });
+
+  const created = await SELF.fetch("https://edge/api/runs", {
+    method: "POST",
+    headers: admin,
+    body,
+  });
+  expect(created.status).toBe(201);
+  const { id } = (await created.json()) as { id: string };
+  const { runs } = (await (await SELF.fetch("https://edge/api/runs")).json()) as {
+    runs: { id: string; name: string; state: string }[];
+  };
+  expect(runs.map((r) => [r.id, r.name, r.state])).toEqual([[id, "edge", "running"]]);
+  // The run's own routes are its object's: status, and pause with the token.
+  const status = (await (await SELF.fetch(`https://edge/api/runs/${id}`)).json()) as { id: string };
+  expect(status.id).toBe(id);
+  const paused = await SELF.fetch(`https://edge/api/runs/${id}/pause`, {
+    method: "POST",
+    headers: admin,
+  });
+  expect(((await paused.json()) as { state: string }).state).toBe("paused");
+});
