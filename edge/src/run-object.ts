@@ -4,7 +4,8 @@
 //     socket's attachment, so that a woken object maps each open socket back to its session;
 //   - the periodic tick (lease expiry, straggler deadlines, silent sessions) is an alarm, set
 //     while anyone is connected;
-//   - the run's HTTP API is the core's own Hono app (createApi), reached through the Worker.
+//   - the run's HTTP API is the core's own Hono app (createApi), reached through the Worker,
+//     creating the run included.
 // After an eviction the constructor rebuilds everything from storage: the run at its last
 // committed version, its sessions, and its open sockets.
 import { Coordinator, createApi, type Peer } from "@pangea/coordinator/core";
@@ -20,6 +21,8 @@ export interface Env {
 }
 
 const TICK_MS = 1000;
+/** Set by the Worker (and only by it) on the request that creates this object's run. */
+export const RUN_ID_HEADER = "x-pangea-run-id";
 
 export class RunObject extends DurableObject<Env> {
   readonly store: DoSqliteStore;
@@ -39,6 +42,8 @@ export class RunObject extends DurableObject<Env> {
     this.api = createApi(this.coordinator, {
       adminToken: env.PANGEA_ADMIN_TOKEN ?? "",
       startedAt: Date.now(),
+      // The Worker names a new run after this object (see worker.ts).
+      runIdFor: (request) => request.headers.get(RUN_ID_HEADER) ?? undefined,
     });
   }
 
@@ -52,20 +57,6 @@ export class RunObject extends DurableObject<Env> {
       this.coordinator.connect(this.peer(server));
       await this.keepTicking();
       return new Response(null, { status: 101, webSocket: client });
-    }
-    if (url.pathname === "/internal/create" && request.method === "POST") {
-      // The Worker names the run (this object's name) and has checked the admin token.
-      const { id, start, ...input } = (await request.json()) as Record<string, unknown>;
-      try {
-        const run = this.coordinator.createRun(input, start !== false, String(id));
-        return Response.json(run.status(Date.now()), { status: 201 });
-      } catch (e) {
-        const problems = (e as { problems?: string[] }).problems;
-        return Response.json(
-          { error: "invalid", problems: problems ?? [(e as Error).message] },
-          { status: 400 },
-        );
-      }
     }
     return this.api.fetch(request);
   }

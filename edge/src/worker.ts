@@ -1,10 +1,9 @@
 // The edge's Worker: the same HTTP API and /ws as the Node server, in front of one Durable
 // Object per run (RunObject, which serves the core's own API for its run) and a run index.
 // The built web UI is served as static assets; only the API, /ws and /health reach this code.
-import { isAdmin, UNAUTHORIZED } from "@pangea/coordinator/core";
+import { isAdmin, liveEvents, UNAUTHORIZED } from "@pangea/coordinator/core";
 import { Hono } from "hono";
-import { streamSSE } from "hono/streaming";
-import { type Env, RunObject } from "./run-object.ts";
+import { type Env, RUN_ID_HEADER, RunObject } from "./run-object.ts";
 import { RunIndex } from "./run-index.ts";
 
 export { RunIndex, RunObject };
@@ -14,9 +13,6 @@ const app = new Hono<App>();
 
 const index = (env: Env) => env.INDEX.get(env.INDEX.idFromName("index"));
 const runObject = (env: Env, id: string) => env.RUNS.get(env.RUNS.idFromName(id));
-
-const authorized = (env: Env, header: string | undefined) =>
-  isAdmin(header, env.PANGEA_ADMIN_TOKEN ?? "");
 
 /** Every run's summary, newest first, each from its own object. */
 async function summaries(env: Env): Promise<unknown[]> {
@@ -35,45 +31,31 @@ app.get("/health", (c) => c.json({ ok: true, edge: true }));
 app.get("/api/runs", async (c) => c.json({ runs: await summaries(c.env) }));
 
 app.get("/api/admin/check", (c) =>
-  authorized(c.env, c.req.header("authorization"))
+  isAdmin(c.req.header("authorization"), c.env.PANGEA_ADMIN_TOKEN ?? "")
     ? c.json({ ok: true })
     : c.json(UNAUTHORIZED, 401),
 );
 
+// A new run is created by its own object's API (the same checks and refusals as on Node),
+// named by the Worker, which lists it once it exists.
 app.post("/api/runs", async (c) => {
-  if (!authorized(c.env, c.req.header("authorization"))) return c.json(UNAUTHORIZED, 401);
-  let body: unknown;
-  try {
-    body = await c.req.json();
-  } catch {
-    return c.json({ error: "invalid", problems: ["the body must be a JSON object"] }, 400);
-  }
-  if (!body || typeof body !== "object" || Array.isArray(body))
-    return c.json({ error: "invalid", problems: ["the body must be a JSON object"] }, 400);
   const id = `run_${crypto.randomUUID().replaceAll("-", "").slice(0, 18)}`;
-  const created = await runObject(c.env, id).fetch("https://run/internal/create", {
-    method: "POST",
-    body: JSON.stringify({ ...body, id }),
-  });
+  const headers = new Headers(c.req.raw.headers);
+  headers.set(RUN_ID_HEADER, id);
+  const created = await runObject(c.env, id).fetch(
+    new Request(c.req.raw.url, { method: "POST", headers, body: c.req.raw.body }),
+  );
   if (created.status === 201) await index(c.env).add(id, Date.now());
-  return new Response(created.body, created);
+  return created;
 });
 
 // The runs table, live. Each run's own events come straight from its object; this list has
 // no single object to wait on, so it is rebuilt every 2 s while someone watches.
 app.get("/api/events", (c) =>
-  streamSSE(c, async (stream) => {
-    let open = true;
-    stream.onAbort(() => {
-      open = false;
-    });
-    while (open) {
-      await stream.writeSSE({
-        event: "runs",
-        data: JSON.stringify({ runs: await summaries(c.env) }),
-      });
-      await stream.sleep(2000);
-    }
+  liveEvents(c, "runs", {
+    arm: () => new Promise((r) => setTimeout(r, 2000)),
+    read: async () => ({ runs: await summaries(c.env) }),
+    coalesceMs: 0,
   }),
 );
 

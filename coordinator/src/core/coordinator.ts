@@ -91,7 +91,7 @@ export class Coordinator {
   // --- runs (the HTTP API calls these) ------------------------------------------------------
 
   /** `id`: where the runtime names runs itself (the edge: a run is its Durable Object's name). */
-  createRun(input: RunConfigInput, start = true, id = randomId("run")): Run {
+  createRun(input: RunConfigInput, start = true, id: string = randomId("run")): Run {
     const config: RunConfig = resolveRunConfig(input);
     const now = this.clock.now();
     if (this.runs.has(id)) throw new Error(`run ${id} exists`);

@@ -2,7 +2,7 @@
 // are open; changes and checkpoints need `Authorization: Bearer <admin token>`. Every body is
 // validated, and a bad one gets a 400 that lists what is wrong.
 import { encodeMessage } from "@pangea/shared";
-import { Hono } from "hono";
+import { type Context, Hono } from "hono";
 import { bodyLimit } from "hono/body-limit";
 import { streamSSE } from "hono/streaming";
 import { type Coordinator, HEARTBEAT_MS, trainingConfig } from "./coordinator.ts";
@@ -11,6 +11,35 @@ import { RunConfigError, type RunConfigInput } from "./run-config.ts";
 export interface ApiOptions {
   adminToken: string;
   startedAt: number;
+  /**
+   * The id a new run gets, where the adapter names runs itself (the edge: a run is its Durable
+   * Object's name, which the Worker passes along); a random one otherwise.
+   */
+  runIdFor?: (request: Request) => string | undefined;
+}
+
+/**
+ * A server-sent event stream: `read()` is sent at once, then again each time `arm()`'s promise
+ * settles (armed before the read, so no change falls between), at least every 15 s and at most
+ * once per `coalesceMs`, until the client goes.
+ */
+export function liveEvents(
+  c: Context,
+  event: string,
+  source: { arm: () => Promise<unknown>; read: () => unknown; coalesceMs: number },
+): Response {
+  return streamSSE(c, async (stream) => {
+    let open = true;
+    stream.onAbort(() => {
+      open = false;
+    });
+    while (open) {
+      const change = source.arm();
+      await stream.writeSSE({ event, data: JSON.stringify(await source.read()) });
+      await Promise.race([change, stream.sleep(15_000)]);
+      if (source.coalesceMs > 0) await stream.sleep(source.coalesceMs);
+    }
+  });
 }
 
 /** Compares without stopping at the first difference, so timing says nothing of the token. */
@@ -76,7 +105,7 @@ export function createApi(coordinator: Coordinator, options: ApiOptions) {
       return c.json({ error: "invalid", problems: ["the body must be a JSON object"] }, 400);
     const { start, ...input } = body as RunConfigInput & { start?: boolean };
     try {
-      const run = coordinator.createRun(input, start !== false);
+      const run = coordinator.createRun(input, start !== false, options.runIdFor?.(c.req.raw));
       return c.json(run.status(coordinator.clock.now()), 201);
     } catch (e) {
       if (e instanceof RunConfigError)
@@ -100,20 +129,12 @@ export function createApi(coordinator: Coordinator, options: ApiOptions) {
 
   // The runs table, live: the list at once, then again on every change to any run.
   api.get("/api/events", (c) =>
-    streamSSE(c, async (stream) => {
-      let open = true;
-      stream.onAbort(() => {
-        open = false;
-      });
-      while (open) {
-        const change = coordinator.nextChange("*");
-        const runs = [...coordinator.runs.values()].map((r) =>
-          summary(r.status(coordinator.clock.now())),
-        );
-        await stream.writeSSE({ event: "runs", data: JSON.stringify({ runs }) });
-        await Promise.race([change, stream.sleep(15_000)]);
-        await stream.sleep(500);
-      }
+    liveEvents(c, "runs", {
+      arm: () => coordinator.nextChange("*"),
+      read: () => ({
+        runs: [...coordinator.runs.values()].map((r) => summary(r.status(coordinator.clock.now()))),
+      }),
+      coalesceMs: 500,
     }),
   );
 
@@ -125,25 +146,17 @@ export function createApi(coordinator: Coordinator, options: ApiOptions) {
   api.get("/api/runs/:id/events", (c) => {
     const run = runOr404(c.req.param("id"));
     if (!run) return c.json({ error: "not found" }, 404);
-    return streamSSE(c, async (stream) => {
-      let open = true;
-      stream.onAbort(() => {
-        open = false;
-      });
-      let sentVersion = -1;
-      while (open) {
-        const change = coordinator.nextChange(run.id);
+    let sentVersion = -1;
+    return liveEvents(c, "status", {
+      arm: () => coordinator.nextChange(run.id),
+      read: () => {
         const points = coordinator.store
           .metrics(run.id, sentVersion < 0 ? 10_000 : 1_000)
           .filter((p) => p.version > sentVersion);
         sentVersion = Math.max(sentVersion, ...points.map((p) => p.version));
-        await stream.writeSSE({
-          event: "status",
-          data: JSON.stringify({ status: run.status(coordinator.clock.now()), points }),
-        });
-        await Promise.race([change, stream.sleep(15_000)]);
-        await stream.sleep(200);
-      }
+        return { status: run.status(coordinator.clock.now()), points };
+      },
+      coalesceMs: 200,
     });
   });
 

@@ -1,6 +1,6 @@
 // @pangea/coordinator/core: the runtime-agnostic coordinator, for the adapters (Node, the edge).
 export { Coordinator, HEARTBEAT_MS } from "./coordinator.ts";
-export { createApi, isAdmin, UNAUTHORIZED } from "./http-api.ts";
+export { createApi, isAdmin, liveEvents, UNAUTHORIZED } from "./http-api.ts";
 export { MemoryStore } from "./memory-store.ts";
 export type * from "./ports.ts";
 export { RunConfigError, type RunConfigInput } from "./run-config.ts";
