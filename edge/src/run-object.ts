@@ -7,9 +7,15 @@
 //   - the run's HTTP API is the core's own Hono app (createApi), reached through the Worker,
 //     creating the run included.
 // After an eviction the constructor rebuilds everything from storage: the run at its last
-// committed version, its sessions, and its open sockets.
+// committed version, its sessions, and its open sockets. It first loads the datasets (the MNIST
+// shard, from the static assets), inside blockConcurrencyWhile, so no event arrives before.
+//
+// The platform's limits: a WebSocket message received by a Worker is at most 1 MiB, so the core
+// refuses, at creation, a model whose frames would not fit (MAX_MESSAGE_BYTES); parameters are
+// stored in 1 MiB chunks (rows under 2 MB, see do-store.ts).
 import { Coordinator, createApi, type Peer } from "@pangea/coordinator/core";
 import { DurableObject } from "cloudflare:workers";
+import { edgeDatasets } from "./datasets.ts";
 import { DoSqliteStore } from "./do-store.ts";
 import type { RunIndex } from "./run-index.ts";
 
@@ -21,29 +27,39 @@ export interface Env {
 }
 
 const TICK_MS = 1000;
+/** The largest WebSocket message a Worker receives (larger ones close the socket with 1009). */
+export const MAX_MESSAGE_BYTES = 1 << 20;
 /** Set by the Worker (and only by it) on the request that creates this object's run. */
 export const RUN_ID_HEADER = "x-pangea-run-id";
 
 export class RunObject extends DurableObject<Env> {
   readonly store: DoSqliteStore;
-  readonly coordinator: Coordinator;
-  private readonly api;
+  // Set in the constructor's blockConcurrencyWhile, which runs before any event is delivered.
+  coordinator!: Coordinator;
+  private api!: ReturnType<typeof createApi>;
   private readonly peers = new WeakMap<WebSocket, Peer>();
 
   constructor(ctx: DurableObjectState, env: Env) {
     super(ctx, env);
     this.store = new DoSqliteStore(ctx.storage.sql);
-    this.coordinator = new Coordinator(this.store, { now: () => Date.now() });
-    for (const ws of ctx.getWebSockets()) {
-      const attached = ws.deserializeAttachment() as { sessionId?: string } | null;
-      if (attached?.sessionId) this.coordinator.attach(this.peer(ws), attached.sessionId);
-      else this.coordinator.connect(this.peer(ws));
-    }
-    this.api = createApi(this.coordinator, {
-      adminToken: env.PANGEA_ADMIN_TOKEN ?? "",
-      startedAt: Date.now(),
-      // The Worker names a new run after this object (see worker.ts).
-      runIdFor: (request) => request.headers.get(RUN_ID_HEADER) ?? undefined,
+    ctx.blockConcurrencyWhile(async () => {
+      const datasets = await edgeDatasets(env.ASSETS);
+      this.coordinator = new Coordinator(
+        this.store,
+        { now: () => Date.now() },
+        { datasets, maxMessageBytes: MAX_MESSAGE_BYTES },
+      );
+      for (const ws of ctx.getWebSockets()) {
+        const attached = ws.deserializeAttachment() as { sessionId?: string } | null;
+        if (attached?.sessionId) this.coordinator.attach(this.peer(ws), attached.sessionId);
+        else this.coordinator.connect(this.peer(ws));
+      }
+      this.api = createApi(this.coordinator, {
+        adminToken: env.PANGEA_ADMIN_TOKEN ?? "",
+        startedAt: Date.now(),
+        // The Worker names a new run after this object (see worker.ts).
+        runIdFor: (request) => request.headers.get(RUN_ID_HEADER) ?? undefined,
+      });
     });
   }
 

@@ -50,3 +50,51 @@ it("guards, creates, lists and refuses runs like the Node server", async () => {
   });
   expect(((await paused.json()) as { state: string }).state).toBe("paused");
 });
+
+it("trains MNIST from the static shard, and refuses what the platform could not carry", async () => {
+  const admin = { authorization: "Bearer workerd-test-token" };
+  // MNIST: the run object fetched the shard from the static assets (the built web UI).
+  const mnist = await SELF.fetch("https://edge/api/runs", {
+    method: "POST",
+    headers: admin,
+    body: JSON.stringify({ name: "digits", dataset: "mnist", start: false }),
+  });
+  expect(mnist.status).toBe(201);
+  const { id } = (await mnist.json()) as { id: string };
+  const status = (await (await SELF.fetch(`https://edge/api/runs/${id}`)).json()) as {
+    batchesPerEpoch: number;
+  };
+  expect(status.batchesPerEpoch).toBe(Math.ceil(9000 / 64));
+
+  const list = async () =>
+    ((await (await SELF.fetch("https://edge/api/runs")).json()) as { runs: { id: string }[] }).runs
+      .map((r) => r.id)
+      .sort();
+  const before = await list();
+  expect(before).toContain(id);
+
+  // 784-400-10 has 318,010 parameters: 1.27 MB frames, over a Worker's 1 MiB messages.
+  const big = await SELF.fetch("https://edge/api/runs", {
+    method: "POST",
+    headers: admin,
+    body: JSON.stringify({
+      dataset: "mnist",
+      model: {
+        name: "wide",
+        inputShape: [784],
+        loss: "softmaxCrossEntropy",
+        seed: 1,
+        layers: [
+          { kind: "dense", inputs: 784, outputs: 400, activation: "relu" },
+          { kind: "dense", inputs: 400, outputs: 10, activation: "none" },
+        ],
+      },
+    }),
+  });
+  expect(big.status).toBe(400);
+  expect(((await big.json()) as { problems: string[] }).problems.join()).toMatch(
+    /1[0-9]{6}-byte frames, over this coordinator's 1048576-byte message limit/,
+  );
+  // Refused, so nothing was created or listed.
+  expect(await list()).toEqual(before);
+});

@@ -2,8 +2,9 @@ import { encodeMessage, mlpSpec } from "@pangea/shared";
 import { describe, expect, it } from "vitest";
 import { Simulation } from "../testing/simulation.ts";
 import { withStore } from "../testing/with-store.ts";
+import { Coordinator } from "./coordinator.ts";
 import type { Store } from "./ports.ts";
-import type { RunConfigInput } from "./run-config.ts";
+import { RunConfigError, type RunConfigInput } from "./run-config.ts";
 
 const model = mlpSpec([16, 24, 4], { seed: 3 });
 const blobs = (over: RunConfigInput = {}): RunConfigInput => ({
@@ -200,6 +201,42 @@ describe("the coordinator, with headless workers in one process", () => {
       sim.runUntil(() => a.record.version >= 10);
       expect(b.record.version).toBe(0);
       expect(b.sessions.size).toBe(0);
+    }));
+
+  it("refuses, creating nothing, a run its runtime cannot serve: dataset or message size", () =>
+    withStore((store) => {
+      const refusal = (coordinator: Coordinator, input: RunConfigInput) => {
+        try {
+          coordinator.createRun(input);
+        } catch (e) {
+          expect(e).toBeInstanceOf(RunConfigError);
+          return (e as RunConfigError).problems.join("; ");
+        }
+        throw new Error("created");
+      };
+      const clock = { now: () => 0 };
+      const bare = new Coordinator(store, clock);
+      expect(refusal(bare, { dataset: "mnist" })).toBe(
+        "dataset: mnist is not available on this coordinator",
+      );
+      const broken = new Coordinator(store, clock, {
+        datasets: {
+          mnist: () => {
+            throw new Error("asset missing");
+          },
+        },
+      });
+      expect(refusal(broken, { dataset: "mnist" })).toBe(
+        "dataset: mnist could not be loaded (asset missing)",
+      );
+      const edge = new Coordinator(store, clock, { maxMessageBytes: 1 << 20 });
+      // 16-24-4 fits a 1 MiB message; 784-400-10 (1.27 MB of fp32) does not.
+      expect(edge.createRun(blobs()).parameters.length).toBe(16 * 24 + 24 + 24 * 4 + 4);
+      expect(refusal(edge, blobs({ model: mlpSpec([784, 400, 10]) }))).toBe(
+        "model: its parameters make 1337576-byte frames, over this coordinator's 1048576-byte message limit",
+      );
+      expect(edge.maxFrameBytes()).toBe(1 << 20);
+      expect(store.listRuns()).toHaveLength(1);
     }));
 });
 

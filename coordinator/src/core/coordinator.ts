@@ -6,19 +6,39 @@ import {
   decodeMessage,
   encodeMessage,
   PROTOCOL_VERSION,
+  parameterLayout,
   type Payload,
   type TrainingConfig,
   type WireMessage,
 } from "@pangea/shared";
+import { type DatasetSources, loadDataset } from "./datasets.ts";
 import type { Clock, Peer, RunRecord, Store } from "./ports.ts";
 import { type Outgoing, Run } from "./run.ts";
-import { type RunConfig, type RunConfigInput, resolveRunConfig } from "./run-config.ts";
+import {
+  type RunConfig,
+  RunConfigError,
+  type RunConfigInput,
+  resolveRunConfig,
+} from "./run-config.ts";
 import { errorPayload } from "./validate.ts";
 
 /** Sessions are asked to send a heartbeat this often; one silent for 3× this is dropped. */
 export const HEARTBEAT_MS = 10_000;
 /** A peer with more than this queued gets no new lease (and so no parameters) until it drains. */
 const BACKPRESSURE_BYTES = 8 * 1024 * 1024;
+/** Room in a frame beyond its fp32 tensors (ids, shapes, the Cap'n Proto framing). */
+const FRAME_OVERHEAD = 64 << 10;
+
+/** What a runtime adapter tells the core about itself. */
+export interface CoordinatorOptions {
+  /** The datasets this runtime can load (beyond the built-in synthetic blobs). */
+  datasets?: DatasetSources;
+  /**
+   * The largest WebSocket message the platform carries (the edge: 1 MiB). A run whose
+   * parameters would not fit one frame is refused at creation, rather than failing mid-run.
+   */
+  maxMessageBytes?: number;
+}
 
 interface Session {
   id: string;
@@ -63,13 +83,22 @@ export class Coordinator {
   constructor(
     readonly store: Store,
     readonly clock: Clock,
+    private readonly options: CoordinatorOptions = {},
   ) {
     // Every run resumes at its last committed version.
     const now = clock.now();
     for (const record of store.listRuns()) {
       const snapshot = store.loadRun(record.id);
       if (!snapshot) continue;
-      const run = Run.load(snapshot, store, now);
+      let data: ReturnType<typeof loadDataset>;
+      try {
+        data = loadDataset(record.config.dataset, record.config.model, this.datasets);
+      } catch (e) {
+        // Kept in the Store, not served: the operator sees why, and nothing else stops.
+        console.error(`coordinator: run ${record.id} not resumed: ${(e as Error).message}`);
+        continue;
+      }
+      const run = Run.load(snapshot, store, now, data);
       this.runs.set(record.id, run);
       // Sessions come back too, disconnected: a tab that reconnects with its token is the same
       // session (its share, its counts), and a quarantine outlives the restart.
@@ -93,9 +122,16 @@ export class Coordinator {
   /** `id`: where the runtime names runs itself (the edge: a run is its Durable Object's name). */
   createRun(input: RunConfigInput, start = true, id: string = randomId("run")): Run {
     const config: RunConfig = resolveRunConfig(input);
+    const frameBytes = parameterLayout(config.model).size * 4 + FRAME_OVERHEAD;
+    const limit = this.options.maxMessageBytes;
+    if (limit !== undefined && frameBytes > limit)
+      throw new RunConfigError([
+        `model: its parameters make ${frameBytes}-byte frames, over this coordinator's ${limit}-byte message limit`,
+      ]);
+    const data = loadDataset(config.dataset, config.model, this.datasets);
     const now = this.clock.now();
     if (this.runs.has(id)) throw new Error(`run ${id} exists`);
-    const run = Run.create(id, config, this.store, now);
+    const run = Run.create(id, config, this.store, now, data);
     this.runs.set(run.id, run);
     if (start) this.route(run, run.setState("running", now));
     this.changed(run.id);
@@ -118,7 +154,12 @@ export class Coordinator {
   maxFrameBytes(): number {
     let largest = 0;
     for (const run of this.runs.values()) largest = Math.max(largest, run.parameters.length * 4);
-    return Math.max(1 << 20, largest + (64 << 10));
+    const needed = Math.max(1 << 20, largest + FRAME_OVERHEAD);
+    return Math.min(needed, this.options.maxMessageBytes ?? needed);
+  }
+
+  private get datasets(): DatasetSources {
+    return this.options.datasets ?? {};
   }
 
   // --- connections --------------------------------------------------------------------------

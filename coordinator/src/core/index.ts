@@ -1,5 +1,6 @@
 // @pangea/coordinator/core: the runtime-agnostic coordinator, for the adapters (Node, the edge).
-export { Coordinator, HEARTBEAT_MS } from "./coordinator.ts";
+export { Coordinator, type CoordinatorOptions, HEARTBEAT_MS } from "./coordinator.ts";
+export type { DatasetSources, DatasetSplit } from "./datasets.ts";
 export { createApi, isAdmin, liveEvents, UNAUTHORIZED } from "./http-api.ts";
 export { MemoryStore } from "./memory-store.ts";
 export type * from "./ports.ts";

@@ -14,7 +14,7 @@ import {
 } from "@pangea/shared";
 import { evaluate } from "@pangea/shaders/reference";
 import { aggregate, updateNorm, type WeightedUpdate } from "./aggregate.ts";
-import { type DatasetSplit, loadDataset } from "./datasets.ts";
+import type { DatasetSplit } from "./datasets.ts";
 import type {
   MetricPoint,
   RunRecord,
@@ -58,7 +58,6 @@ const REPLICA_TOLERANCE = 0.05;
 
 export class Run {
   readonly layout: ParameterLayout;
-  readonly data: DatasetSplit;
   readonly scheduler: Scheduler;
   readonly sessions = new Map<string, SessionStats>();
   private round: Contribution[] = [];
@@ -77,9 +76,9 @@ export class Run {
     progress: RunSnapshot["progress"],
     private readonly store: Store,
     now: number,
+    readonly data: DatasetSplit,
   ) {
     this.layout = parameterLayout(record.config.model);
-    this.data = loadDataset(record.config.dataset, record.config.model);
     const batches = Math.ceil(this.data.train.count / record.config.batchSize);
     this.scheduler = new Scheduler(
       batches,
@@ -92,7 +91,7 @@ export class Run {
   }
 
   /** A new run at version 0, written to the Store. */
-  static create(id: string, config: RunConfig, store: Store, now: number): Run {
+  static create(id: string, config: RunConfig, store: Store, now: number, data: DatasetSplit): Run {
     const parameters = initParameters(config.model, config.model.seed);
     const record: RunRecord = {
       id,
@@ -106,13 +105,13 @@ export class Run {
     const optimizer = initialOptimizerState(config.optimizer, parameters.length);
     const progress = { epoch: 0, done: [] };
     store.createRun({ record, parameters, optimizer, progress });
-    return new Run(record, parameters, optimizer, progress, store, now);
+    return new Run(record, parameters, optimizer, progress, store, now, data);
   }
 
   /** The run as last committed. */
-  static load(snapshot: RunSnapshot, store: Store, now: number): Run {
+  static load(snapshot: RunSnapshot, store: Store, now: number, data: DatasetSplit): Run {
     const { record, parameters, optimizer, progress } = snapshot;
-    return new Run(record, parameters, optimizer, progress, store, now);
+    return new Run(record, parameters, optimizer, progress, store, now, data);
   }
 
   get id(): string {

@@ -6,6 +6,7 @@ import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import type { IncomingMessage } from "node:http";
 import type { Duplex } from "node:stream";
 import { serve } from "@hono/node-server";
+import { loadMnistFromPackage } from "@pangea/shared/mnist-node";
 import { type RawData, WebSocket, WebSocketServer } from "ws";
 import { Coordinator } from "../core/coordinator.ts";
 import { createApi } from "../core/http-api.ts";
@@ -60,7 +61,11 @@ export async function startServer(options: ServerOptions) {
   const log = options.log ?? ((line: string) => console.log(line));
   const startedAt = Date.now();
   const store = new SqliteStore(options.dataDir);
-  const coordinator = new Coordinator(store, { now: () => Date.now() });
+  const coordinator = new Coordinator(
+    store,
+    { now: () => Date.now() },
+    { datasets: { mnist: loadMnistFromPackage } },
+  );
   const adminToken = adminTokenFor(options, log);
   if (options.demo && coordinator.runs.size === 0) {
     const run = coordinator.createRun(DEMO_RUN);

@@ -2,10 +2,14 @@
 // through the real codec and the real core, delivered one at a time from a queue (so no call
 // stack grows with the run), and time moves only when nothing else is left to do. Used by the
 // core's tests; nothing here is a stand-in for the code under test.
-import { Coordinator } from "../core/coordinator.ts";
+import { loadMnist } from "@pangea/shared/mnist";
+import { Coordinator, type CoordinatorOptions } from "../core/coordinator.ts";
 import { MemoryStore } from "../core/memory-store.ts";
 import type { Clock, Peer, Store } from "../core/ports.ts";
 import { HeadlessWorker, type HeadlessWorkerOptions } from "../worker/headless-worker.ts";
+
+/** MNIST through its JSON imports, which load in Node and in workerd alike. */
+const SIMULATED_DATASETS: CoordinatorOptions = { datasets: { mnist: loadMnist } };
 
 export class SimulatedClock implements Clock {
   constructor(public t = 1_700_000_000_000) {}
@@ -47,7 +51,7 @@ export class Simulation {
 
   constructor(store: Store = new MemoryStore()) {
     this.store = store;
-    this.coordinator = new Coordinator(store, this.clock);
+    this.coordinator = new Coordinator(store, this.clock, SIMULATED_DATASETS);
   }
 
   addWorker(options: HeadlessWorkerOptions = {}): HeadlessWorker {
@@ -78,7 +82,7 @@ export class Simulation {
   /** Replaces the coordinator with a new one over the same Store (a restart). */
   restart(): void {
     this.queue.length = 0;
-    this.coordinator = new Coordinator(this.store, this.clock);
+    this.coordinator = new Coordinator(this.store, this.clock, SIMULATED_DATASETS);
   }
 
   /**

@@ -1,7 +1,14 @@
 // The whole model on the CPU, in float64: forward, backward (the gradient in the parameter
 // layout of shared/src/model/model-spec.ts) and evaluation. The coordinator evaluates runs with
 // `evaluate`; the tests hold the GPU engine's gradients against `lossAndGradient`.
-import { type Activation, type ModelSpec, denseLayers, parameterLayout } from "@pangea/shared";
+import {
+  type Activation,
+  type Dataset,
+  type ModelSpec,
+  denseLayers,
+  parameterLayout,
+  sampleValues,
+} from "@pangea/shared";
 import {
   biasBackward,
   type Floats,
@@ -113,21 +120,15 @@ export function lossAndGradient(
 export function evaluate(
   spec: ModelSpec,
   params: Floats,
-  data: { inputs: Float32Array; labels: Int32Array; count: number; inputShape: number[] },
+  data: Dataset,
   batchSize = 250,
 ): { loss: number; accuracy: number } {
-  const width = data.inputShape.reduce((a, b) => a * b, 1);
   const classes = denseLayers(spec).at(-1)!.outputs;
   let loss = 0;
   let correct = 0;
   for (let start = 0; start < data.count; start += batchSize) {
     const n = Math.min(batchSize, data.count - start);
-    const logits = forward(
-      spec,
-      params,
-      data.inputs.subarray(start * width, (start + n) * width),
-      n,
-    );
+    const logits = forward(spec, params, sampleValues(data, start, n), n);
     const result = softmaxCrossEntropy(logits, data.labels.subarray(start, start + n), n, classes);
     loss += result.loss * n;
     correct += result.correct;

@@ -1,0 +1,24 @@
+// MNIST for a long-lived Node process: the package's JSON is read from disk and parsed, turned
+// into the compact shard, and let go. (A JSON import, as in mnist.ts, would keep ~8 million
+// boxed numbers alive for the life of the process.)
+import { readFileSync } from "node:fs";
+import { createRequire } from "node:module";
+import { decodeMnistShard, encodeMnistShard, type MnistSplit } from "./mnist-shard.ts";
+
+let cached: MnistSplit | undefined;
+
+export function loadMnistFromPackage(): MnistSplit {
+  if (cached) return cached;
+  const require = createRequire(import.meta.url);
+  const digits = Array.from(
+    { length: 10 },
+    (_, d) =>
+      (
+        JSON.parse(readFileSync(require.resolve(`mnist/src/digits/${d}.json`), "utf8")) as {
+          data: number[];
+        }
+      ).data,
+  );
+  cached = decodeMnistShard(encodeMnistShard(digits));
+  return cached;
+}
