@@ -10,9 +10,14 @@
 // committed version, its sessions, and its open sockets. It first loads the datasets (the MNIST
 // shard, from the static assets), inside blockConcurrencyWhile, so no event arrives before.
 //
-// The platform's limits: a WebSocket message received by a Worker is at most 1 MiB, so the core
-// refuses, at creation, a model whose frames would not fit (MAX_MESSAGE_BYTES); parameters are
-// stored in 1 MiB chunks (rows under 2 MB, see do-store.ts).
+// The platform's limits, which the core checks when a run is created, so that a run that could
+// not live here is refused with the reason rather than failing mid-run:
+//   - a WebSocket message a Durable Object receives is at most 32 MiB (MAX_MESSAGE_BYTES);
+//   - an isolate has 128 MB: a run may hold about half (RUN_MEMORY_BYTES, as runMemoryBytes
+//     counts it), beside MNIST's 11 MB and the runtime's own;
+//   - rows are under 2 MB: parameters and moments are stored in 1 MiB chunks (do-store.ts);
+//   - CPU per event: the heaviest event is an evaluation of the held-out set (1,000 samples),
+//     bounded by the model size these limits allow; `pnpm bench:coordinator` reports it.
 import { Coordinator, createApi, type Peer } from "@pangea/coordinator/core";
 import { DurableObject } from "cloudflare:workers";
 import { edgeDatasets } from "./datasets.ts";
@@ -27,8 +32,10 @@ export interface Env {
 }
 
 const TICK_MS = 1000;
-/** The largest WebSocket message a Worker receives (larger ones close the socket with 1009). */
-export const MAX_MESSAGE_BYTES = 1 << 20;
+/** The largest WebSocket message a Durable Object receives (Cloudflare's documented limit). */
+export const MAX_MESSAGE_BYTES = 32 << 20;
+/** What one run may hold in memory: half an isolate's 128 MB. */
+export const RUN_MEMORY_BYTES = 64e6;
 /** Set by the Worker (and only by it) on the request that creates this object's run. */
 export const RUN_ID_HEADER = "x-pangea-run-id";
 
@@ -47,7 +54,7 @@ export class RunObject extends DurableObject<Env> {
       this.coordinator = new Coordinator(
         this.store,
         { now: () => Date.now() },
-        { datasets, maxMessageBytes: MAX_MESSAGE_BYTES },
+        { datasets, maxMessageBytes: MAX_MESSAGE_BYTES, runMemoryBytes: RUN_MEMORY_BYTES },
       );
       for (const ws of ctx.getWebSockets()) {
         const attached = ws.deserializeAttachment() as { sessionId?: string } | null;

@@ -4,6 +4,7 @@
 import { isAdmin, liveEvents, UNAUTHORIZED } from "@pangea/coordinator/core";
 import { Hono } from "hono";
 import { type Env, RUN_ID_HEADER, RunObject } from "./run-object.ts";
+import { mergeExpositions } from "./metrics.ts";
 import { RunIndex } from "./run-index.ts";
 
 export { RunIndex, RunObject };
@@ -29,6 +30,15 @@ async function summaries(env: Env): Promise<unknown[]> {
 app.get("/health", (c) => c.json({ ok: true, edge: true }));
 
 app.get("/api/runs", async (c) => c.json({ runs: await summaries(c.env) }));
+
+// Prometheus: every run object's own exposition, merged.
+app.get("/metrics", async (c) => {
+  const ids = await index(c.env).list();
+  const texts = await Promise.all(
+    ids.map(async ({ id }) => (await runObject(c.env, id).fetch("https://run/metrics")).text()),
+  );
+  return c.text(mergeExpositions(texts), 200, { "content-type": "text/plain; version=0.0.4" });
+});
 
 app.get("/api/admin/check", (c) =>
   isAdmin(c.req.header("authorization"), c.env.PANGEA_ADMIN_TOKEN ?? "")

@@ -229,11 +229,16 @@ describe("the coordinator, with headless workers in one process", () => {
       expect(refusal(broken, { dataset: "mnist" })).toBe(
         "dataset: mnist could not be loaded (asset missing)",
       );
-      const edge = new Coordinator(store, clock, { maxMessageBytes: 1 << 20 });
-      // 16-24-4 fits a 1 MiB message; 784-400-10 (1.27 MB of fp32) does not.
+      const edge = new Coordinator(store, clock, {
+        maxMessageBytes: 1 << 20,
+        runMemoryBytes: 10e6,
+      });
+      // 16-24-4 fits; 784-400-10 (318,010 parameters) makes 1.27 MB frames, and holds 17.8 MB
+      // with the 4 updates a synchronous version gathers.
       expect(edge.createRun(blobs()).parameters.length).toBe(16 * 24 + 24 + 24 * 4 + 4);
       expect(refusal(edge, blobs({ model: mlpSpec([784, 400, 10]) }))).toBe(
-        "model: its parameters make 1337576-byte frames, over this coordinator's 1048576-byte message limit",
+        "model: its parameters make 1337576-byte frames, over this coordinator's 1048576-byte message limit; " +
+          "model: the run would hold about 17.8 MB (parameters, optimizer state and the updates a version gathers), over this coordinator's 10.0 MB per run",
       );
       expect(edge.maxFrameBytes()).toBe(1 << 20);
       expect(store.listRuns()).toHaveLength(1);

@@ -34,10 +34,28 @@ export interface CoordinatorOptions {
   /** The datasets this runtime can load (beyond the built-in synthetic blobs). */
   datasets?: DatasetSources;
   /**
-   * The largest WebSocket message the platform carries (the edge: 1 MiB). A run whose
-   * parameters would not fit one frame is refused at creation, rather than failing mid-run.
+   * The largest WebSocket message the platform carries. A run whose parameters would not fit
+   * one frame is refused at creation, rather than failing mid-run.
    */
   maxMessageBytes?: number;
+  /** The memory one run may hold (runMemoryBytes); where the platform caps it (the edge). */
+  runMemoryBytes?: number;
+}
+
+/** Parameter-sized float32 buffers a run holds besides the updates it gathers: the parameters,
+ * two optimizer moments, their copies while a step is checked, the step, the aggregate (float64,
+ * two) and the encoded parameter frame. */
+const RESIDENT_COPIES = 10;
+
+/**
+ * About what a run holds in memory: its parameter-sized buffers and the updates a version
+ * gathers before it closes. (Redundancy's first copies, held until their replica arrives, are
+ * not counted.) The dataset is shared by every run that names it and is not counted either.
+ */
+export function runMemoryBytes(config: RunConfig): number {
+  const s = config.strategy;
+  const gathered = s.kind === "asynchronous" ? s.buffer : s.targetUpdates;
+  return parameterLayout(config.model).size * 4 * (RESIDENT_COPIES + gathered);
 }
 
 interface Session {
@@ -122,12 +140,8 @@ export class Coordinator {
   /** `id`: where the runtime names runs itself (the edge: a run is its Durable Object's name). */
   createRun(input: RunConfigInput, start = true, id: string = randomId("run")): Run {
     const config: RunConfig = resolveRunConfig(input);
-    const frameBytes = parameterLayout(config.model).size * 4 + FRAME_OVERHEAD;
-    const limit = this.options.maxMessageBytes;
-    if (limit !== undefined && frameBytes > limit)
-      throw new RunConfigError([
-        `model: its parameters make ${frameBytes}-byte frames, over this coordinator's ${limit}-byte message limit`,
-      ]);
+    const problems = this.platformProblems(config);
+    if (problems.length > 0) throw new RunConfigError(problems);
     const data = loadDataset(config.dataset, config.model, this.datasets);
     const now = this.clock.now();
     if (this.runs.has(id)) throw new Error(`run ${id} exists`);
@@ -156,6 +170,23 @@ export class Coordinator {
     for (const run of this.runs.values()) largest = Math.max(largest, run.parameters.length * 4);
     const needed = Math.max(1 << 20, largest + FRAME_OVERHEAD);
     return Math.min(needed, this.options.maxMessageBytes ?? needed);
+  }
+
+  /** Why this runtime could not carry the run, or nothing. */
+  private platformProblems(config: RunConfig): string[] {
+    const problems: string[] = [];
+    const { maxMessageBytes, runMemoryBytes: budget } = this.options;
+    const frameBytes = parameterLayout(config.model).size * 4 + FRAME_OVERHEAD;
+    if (maxMessageBytes !== undefined && frameBytes > maxMessageBytes)
+      problems.push(
+        `model: its parameters make ${frameBytes}-byte frames, over this coordinator's ${maxMessageBytes}-byte message limit`,
+      );
+    const memory = runMemoryBytes(config);
+    if (budget !== undefined && memory > budget)
+      problems.push(
+        `model: the run would hold about ${mb(memory)} MB (parameters, optimizer state and the updates a version gathers), over this coordinator's ${mb(budget)} MB per run`,
+      );
+    return problems;
   }
 
   private get datasets(): DatasetSources {
@@ -517,3 +548,5 @@ export function randomId(prefix: string, bytes = 9): string {
   const b = crypto.getRandomValues(new Uint8Array(bytes));
   return `${prefix}_${[...b].map((x) => x.toString(36).padStart(2, "0")).join("")}`;
 }
+
+const mb = (bytes: number) => (bytes / 1e6).toFixed(1);
