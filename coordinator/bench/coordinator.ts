@@ -8,6 +8,12 @@
 //    10, 100 and 1,000 simulated workers that answer each lease with a precomputed update at
 //    once: updates/s, p50/p99 from sending an update to its acknowledgement (measured by the
 //    worker, so it includes the loopback hop both ways), and the coordinator's resident memory.
+//    The edge (wrangler dev) with 100 of them beside it, and its isolate's memory as V8 counts
+//    it (heap plus array buffers), read through the inspector: the figure the 128 MB limit is on.
+// 3. CPU per event: the core's longest handlers (an update that closes a version and commits
+//    it; one that also evaluates the held-out set), timed in this process on MNIST,
+//    beside the Workers platform's CPU limits. (workerd freezes clocks while code runs, so a
+//    Durable Object cannot time itself; the core is the same code there.)
 import { readdirSync, readFileSync } from "node:fs";
 import { createRequire } from "node:module";
 import { Worker } from "node:worker_threads";
@@ -25,7 +31,8 @@ import {
 import { randomFloats } from "@pangea/shared/testing";
 import { WebSocket, WebSocketServer } from "ws";
 import { resolveRunConfig } from "../src/core/run-config.ts";
-import { type Backend, serverProcess } from "../src/testing/server-process.ts";
+import { type Backend, freePort, serverProcess } from "../src/testing/server-process.ts";
+import { Simulation } from "../src/testing/simulation.ts";
 import { checkUpdate } from "../src/core/validate.ts";
 
 const require = createRequire(import.meta.url);
@@ -206,10 +213,32 @@ interface LoadRow {
   p50: number;
   p99: number;
   rss: number;
+  /** The edge: the most the Worker isolate held (V8 heap used plus array buffers), MiB. */
+  isolate?: number;
+}
+
+/** The Worker isolate's memory under wrangler dev, through its inspector's Runtime.getHeapUsage. */
+async function isolateMiB(inspectorPort: number): Promise<number> {
+  const ws = new WebSocket(`ws://127.0.0.1:${inspectorPort}/ws`);
+  try {
+    await new Promise((resolve, reject) => ws.once("open", resolve).once("error", reject));
+    const reply = new Promise<{ usedSize: number; backingStorageSize: number }>((resolve) =>
+      ws.on("message", (data: Buffer) => {
+        const m = JSON.parse(String(data)) as { id?: number; result?: never };
+        if (m.id === 1 && m.result) resolve(m.result);
+      }),
+    );
+    ws.send(JSON.stringify({ id: 1, method: "Runtime.getHeapUsage" }));
+    const { usedSize, backingStorageSize } = await reply;
+    return (usedSize + backingStorageSize) / 2 ** 20;
+  } finally {
+    ws.close();
+  }
 }
 
 async function load(workers: number, seconds: number, backend: Backend = "node"): Promise<LoadRow> {
-  const server = await serverProcess({ token: "bench", backend });
+  const inspectorPort = backend === "edge" ? await freePort() : undefined;
+  const server = await serverProcess({ token: "bench", backend, inspectorPort });
   const { url } = server;
   try {
     // The demo run's model and data; asynchronous, each update its own version (the busiest
@@ -310,7 +339,11 @@ async function load(workers: number, seconds: number, backend: Backend = "node")
     await sleep(2000); // warm-up
     measuring = true;
     const t0 = performance.now();
-    await sleep(seconds * 1000);
+    let isolate: number | undefined;
+    while (performance.now() - t0 < seconds * 1000) {
+      if (inspectorPort) isolate = Math.max(isolate ?? 0, await isolateMiB(inspectorPort));
+      await sleep(1000);
+    }
     measuring = false;
     const elapsed = (performance.now() - t0) / 1000;
     const rss = treeRssMiB(server.process!.pid!);
@@ -319,10 +352,44 @@ async function load(workers: number, seconds: number, backend: Backend = "node")
     latencies.sort((a, b) => a - b);
     const q = (f: number) =>
       latencies[Math.min(latencies.length - 1, Math.floor(f * latencies.length))] ?? Number.NaN;
-    return { workers, updates, seconds: elapsed, p50: q(0.5), p99: q(0.99), rss };
+    return { workers, updates, seconds: elapsed, p50: q(0.5), p99: q(0.99), rss, isolate };
   } finally {
     await server.dispose();
   }
+}
+
+// --- 3. CPU per event -------------------------------------------------------------------------
+
+interface EventTimes {
+  commit: number[];
+  evaluate: number[];
+}
+
+/** Four CPU-reference workers train MNIST against an in-process core; its handlers are timed. */
+function cpuPerEvent(): EventTimes {
+  const sim = new Simulation();
+  const coordinator = sim.coordinator;
+  const run = coordinator.createRun({
+    name: "cpu",
+    dataset: "mnist",
+    strategy: { kind: "asynchronous", maxStaleness: 8, buffer: 1 },
+    evaluateEvery: 10,
+    stop: { versions: 400 },
+  });
+  const times: EventTimes = { commit: [], evaluate: [] };
+  const receive = coordinator.receive.bind(coordinator);
+  coordinator.receive = (peer, frame) => {
+    const version = run.record.version;
+    const evaluated = run.record.evaluation?.version;
+    const t = performance.now();
+    receive(peer, frame);
+    const ms = performance.now() - t;
+    if (run.record.evaluation?.version !== evaluated) times.evaluate.push(ms);
+    else if (run.record.version !== version) times.commit.push(ms);
+  };
+  for (let i = 0; i < 4; i++) sim.addWorker({ runId: run.id });
+  sim.runUntil(() => run.record.state === "finished");
+  return times;
 }
 
 // --- the run --------------------------------------------------------------------------------
@@ -348,11 +415,33 @@ console.log(
 );
 const row = (label: string, r: LoadRow) =>
   console.log(
-    `${label.padEnd(6)}${String(r.workers).padStart(7)}${(r.updates / r.seconds).toFixed(0).padStart(12)}${r.p50.toFixed(1).padStart(9)}${r.p99.toFixed(1).padStart(9)}${r.rss.toFixed(0).padStart(20)}`,
+    `${label.padEnd(6)}${String(r.workers).padStart(7)}${(r.updates / r.seconds).toFixed(0).padStart(12)}${r.p50.toFixed(1).padStart(9)}${r.p99.toFixed(1).padStart(9)}${r.rss.toFixed(0).padStart(20)}${r.isolate === undefined ? "" : r.isolate.toFixed(1).padStart(22)}`,
   );
-console.log("where  workers   updates/s   p50 ms   p99 ms   coordinator RSS MiB");
+console.log(
+  "where  workers   updates/s   p50 ms   p99 ms   coordinator RSS MiB   isolate (heap+buffers) MiB",
+);
 for (const workers of [10, 100, 1000]) row("node", await load(workers, 10));
 // The edge: the Worker and the run's Durable Object under `wrangler dev` (workerd on this
 // machine, storage on local disk), the same simulated workers. RSS counts wrangler and workerd.
-row("edge", await load(100, 10, "edge"));
+// 200 as well: past its lease allowance a run's memory should stay flat, not grow with tabs.
+for (const workers of [100, 200]) row("edge", await load(workers, 10, "edge"));
+
+console.log(
+  "\nCPU per event: the core's handlers on MNIST (4 CPU-reference workers, asynchronous, 400 versions)",
+);
+console.log("event                                  count   p50 ms   p99 ms   max ms");
+const events = cpuPerEvent();
+for (const [name, list] of [
+  ["update → version committed", events.commit],
+  ["update → committed + 1,000 evaluated", events.evaluate],
+] as const) {
+  const sorted = [...list].sort((a, b) => a - b);
+  const q = (f: number) => sorted[Math.min(sorted.length - 1, Math.floor(f * sorted.length))] ?? 0;
+  console.log(
+    `${name.padEnd(38)}${String(sorted.length).padStart(6)}${q(0.5).toFixed(2).padStart(9)}${q(0.99).toFixed(2).padStart(9)}${(sorted.at(-1) ?? 0).toFixed(2).padStart(9)}`,
+  );
+}
+console.log(
+  "Workers CPU limit per event: 30,000 ms by default on the paid plan (up to 300,000); 10 ms on the free plan.",
+);
 process.exit(0);

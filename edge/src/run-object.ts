@@ -13,8 +13,9 @@
 // The platform's limits, which the core checks when a run is created, so that a run that could
 // not live here is refused with the reason rather than failing mid-run:
 //   - a WebSocket message a Durable Object receives is at most 32 MiB (MAX_MESSAGE_BYTES);
-//   - an isolate has 128 MB: a run may hold about half (RUN_MEMORY_BYTES, as runMemoryBytes
-//     counts it), beside MNIST's 11 MB and the runtime's own;
+//   - an isolate has 128 MB: a run may hold 48 MB (RUN_MEMORY_BYTES): its parameters, optimizer
+//     state and gathered updates (runMemoryBytes), and, in what is left, one update in and one
+//     parameter frame out per live lease (leaseAllowance: past it, lease requests wait);
 //   - rows are under 2 MB: parameters and moments are stored in 1 MiB chunks (do-store.ts);
 //   - CPU per event: the heaviest event is an evaluation of the held-out set (1,000 samples),
 //     bounded by the model size these limits allow; `pnpm bench:coordinator` reports it.
@@ -34,8 +35,11 @@ export interface Env {
 const TICK_MS = 1000;
 /** The largest WebSocket message a Durable Object receives (Cloudflare's documented limit). */
 export const MAX_MESSAGE_BYTES = 32 << 20;
-/** What one run may hold in memory: half an isolate's 128 MB. */
-export const RUN_MEMORY_BYTES = 64e6;
+/**
+ * What one run may hold in memory, its updates in flight included (Coordinator.leaseAllowance):
+ * well inside an isolate's 128 MB, beside MNIST's 11 MB and the runtime's own.
+ */
+export const RUN_MEMORY_BYTES = 48e6;
 /** Set by the Worker (and only by it) on the request that creates this object's run. */
 export const RUN_ID_HEADER = "x-pangea-run-id";
 

@@ -94,7 +94,7 @@ it("creates MNIST runs from the static shard, and refuses what an isolate could 
   });
   expect(big.status).toBe(400);
   expect(((await big.json()) as { problems: string[] }).problems).toEqual([
-    "model: the run would hold about 178.1 MB (parameters, optimizer state and the updates a version gathers), over this coordinator's 64.0 MB per run",
+    "model: the run would hold about 178.1 MB (parameters, optimizer state and the updates a version gathers), over this coordinator's 48.0 MB per run",
   ]);
   // Refused, so nothing was created or listed.
   expect(await list()).toEqual(before);

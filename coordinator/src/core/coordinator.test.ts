@@ -203,6 +203,24 @@ describe("the coordinator, with headless workers in one process", () => {
       expect(b.sessions.size).toBe(0);
     }));
 
+  it("holds a run's leases within its memory allowance, and still trains", () =>
+    withStore((store) => {
+      const sim = new Simulation(store);
+      // 16-24-4: 28,448 bytes resident, 135,136 per lease (an update in, a parameter frame out).
+      sim.coordinator = new Coordinator(store, sim.clock, { runMemoryBytes: 300_000 });
+      const run = sim.coordinator.createRun(blobs({ strategy: { kind: "asynchronous" } }));
+      expect(sim.coordinator.leaseAllowance(run.config)).toBe(2);
+      for (let i = 0; i < 5; i++) sim.addWorker({ runId: run.id });
+      let most = 0;
+      sim.runUntil(() => {
+        most = Math.max(most, run.scheduler.liveLeases().length);
+        return run.record.state === "finished";
+      });
+      expect(most).toBe(2);
+      expect(sim.coordinator.counters.leasesDeferred).toBeGreaterThan(0);
+      expect(run.record.evaluation!.accuracy).toBeGreaterThanOrEqual(0.9);
+    }));
+
   it("refuses, creating nothing, a run its runtime cannot serve: dataset or message size", () =>
     withStore((store) => {
       const refusal = (coordinator: Coordinator, input: RunConfigInput) => {

@@ -189,6 +189,18 @@ export class Coordinator {
     return problems;
   }
 
+  /**
+   * How many leases a run may have out at once: unbounded, unless the runtime caps a run's
+   * memory, in which case what runMemoryBytes leaves of it, at one update arriving and one
+   * parameter frame leaving per lease.
+   */
+  leaseAllowance(config: RunConfig): number {
+    const budget = this.options.runMemoryBytes;
+    if (budget === undefined) return Number.POSITIVE_INFINITY;
+    const perLease = 2 * (parameterLayout(config.model).size * 4 + FRAME_OVERHEAD);
+    return Math.max(1, Math.floor((budget - runMemoryBytes(config)) / perLease));
+  }
+
   private get datasets(): DatasetSources {
     return this.options.datasets ?? {};
   }
@@ -330,6 +342,19 @@ export class Coordinator {
             errorPayload("rateLimited", "this connection is behind on reading; ask again soon", {
               ref: m.messageId,
               retryAfterMs: 500,
+            }),
+          );
+          return;
+        }
+        if (run.scheduler.liveLeases().length >= this.leaseAllowance(run.config)) {
+          // Each live lease may come back as an update the platform holds until it is handled:
+          // where memory is capped, leases are too, and the rest wait their turn.
+          this.counters.leasesDeferred++;
+          this.reply(
+            peer,
+            errorPayload("rateLimited", "the run has as many updates in flight as it can hold", {
+              ref: m.messageId,
+              retryAfterMs: 250,
             }),
           );
           return;

@@ -48,6 +48,8 @@ export async function serverProcess(
     log?: boolean;
     env?: Record<string, string>;
     backend?: Backend;
+    /** The edge: where wrangler dev serves the Worker isolate's inspector (Chrome DevTools protocol). */
+    inspectorPort?: number;
   } = {},
 ): Promise<ServerProcess> {
   const backend = options.backend ?? "node";
@@ -90,6 +92,9 @@ export async function serverProcess(
                 "--var",
                 `PANGEA_ADMIN_TOKEN:${token}`,
                 "--show-interactive-dev-session=false",
+                ...(options.inspectorPort
+                  ? ["--inspector-port", String(options.inspectorPort)]
+                  : []),
               ],
               {
                 cwd: repo,
