@@ -350,12 +350,24 @@ async function load(workers: number, seconds: number, backend: Backend = "node")
     stop = true;
     for (const ws of sockets) ws.terminate();
     latencies.sort((a, b) => a - b);
-    const q = (f: number) =>
-      latencies[Math.min(latencies.length - 1, Math.floor(f * latencies.length))] ?? Number.NaN;
-    return { workers, updates, seconds: elapsed, p50: q(0.5), p99: q(0.99), rss, isolate };
+    const p50 = quantile(latencies, 0.5);
+    return {
+      workers,
+      updates,
+      seconds: elapsed,
+      p50,
+      p99: quantile(latencies, 0.99),
+      rss,
+      isolate,
+    };
   } finally {
     await server.dispose();
   }
+}
+
+/** The value at fraction `f` of ascending `sorted` (1 is the largest); NaN when it is empty. */
+function quantile(sorted: readonly number[], f: number): number {
+  return sorted[Math.min(sorted.length - 1, Math.floor(f * sorted.length))] ?? Number.NaN;
 }
 
 // --- 3. CPU per event -------------------------------------------------------------------------
@@ -436,10 +448,8 @@ for (const [name, list] of [
   ["update → committed + 1,000 evaluated", events.evaluate],
 ] as const) {
   const sorted = [...list].sort((a, b) => a - b);
-  const q = (f: number) => sorted[Math.min(sorted.length - 1, Math.floor(f * sorted.length))] ?? 0;
-  console.log(
-    `${name.padEnd(38)}${String(sorted.length).padStart(6)}${q(0.5).toFixed(2).padStart(9)}${q(0.99).toFixed(2).padStart(9)}${(sorted.at(-1) ?? 0).toFixed(2).padStart(9)}`,
-  );
+  const q = (f: number) => quantile(sorted, f).toFixed(2).padStart(9);
+  console.log(`${name.padEnd(38)}${String(sorted.length).padStart(6)}${q(0.5)}${q(0.99)}${q(1)}`);
 }
 console.log(
   "Workers CPU limit per event: 30,000 ms by default on the paid plan (up to 300,000); 10 ms on the free plan.",

@@ -28,6 +28,8 @@ export const HEARTBEAT_MS = 10_000;
 const BACKPRESSURE_BYTES = 8 * 1024 * 1024;
 /** Room in a frame beyond its fp32 tensors (ids, shapes, the Cap'n Proto framing). */
 const FRAME_OVERHEAD = 64 << 10;
+/** The largest frame a run with this many parameters sends or receives. */
+const frameBytes = (parameterCount: number) => parameterCount * 4 + FRAME_OVERHEAD;
 
 /** What a runtime adapter tells the core about itself. */
 export interface CoordinatorOptions {
@@ -52,10 +54,13 @@ const RESIDENT_COPIES = 10;
  * gathers before it closes. (Redundancy's first copies, held until their replica arrives, are
  * not counted.) The dataset is shared by every run that names it and is not counted either.
  */
-export function runMemoryBytes(config: RunConfig): number {
+export function runMemoryBytes(
+  config: RunConfig,
+  parameterCount = parameterLayout(config.model).size,
+): number {
   const s = config.strategy;
   const gathered = s.kind === "asynchronous" ? s.buffer : s.targetUpdates;
-  return parameterLayout(config.model).size * 4 * (RESIDENT_COPIES + gathered);
+  return parameterCount * 4 * (RESIDENT_COPIES + gathered);
 }
 
 interface Session {
@@ -167,8 +172,8 @@ export class Coordinator {
   /** The largest frame a session may send: the biggest run's fp32 update and some room. */
   maxFrameBytes(): number {
     let largest = 0;
-    for (const run of this.runs.values()) largest = Math.max(largest, run.parameters.length * 4);
-    const needed = Math.max(1 << 20, largest + FRAME_OVERHEAD);
+    for (const run of this.runs.values()) largest = Math.max(largest, run.parameters.length);
+    const needed = Math.max(1 << 20, frameBytes(largest));
     return Math.min(needed, this.options.maxMessageBytes ?? needed);
   }
 
@@ -176,10 +181,10 @@ export class Coordinator {
   private platformProblems(config: RunConfig): string[] {
     const problems: string[] = [];
     const { maxMessageBytes, runMemoryBytes: budget } = this.options;
-    const frameBytes = parameterLayout(config.model).size * 4 + FRAME_OVERHEAD;
-    if (maxMessageBytes !== undefined && frameBytes > maxMessageBytes)
+    const frame = frameBytes(parameterLayout(config.model).size);
+    if (maxMessageBytes !== undefined && frame > maxMessageBytes)
       problems.push(
-        `model: its parameters make ${frameBytes}-byte frames, over this coordinator's ${maxMessageBytes}-byte message limit`,
+        `model: its parameters make ${frame}-byte frames, over this coordinator's ${maxMessageBytes}-byte message limit`,
       );
     const memory = runMemoryBytes(config);
     if (budget !== undefined && memory > budget)
@@ -194,11 +199,12 @@ export class Coordinator {
    * memory, in which case what runMemoryBytes leaves of it, at one update arriving and one
    * parameter frame leaving per lease.
    */
-  leaseAllowance(config: RunConfig): number {
+  leaseAllowance(run: Run): number {
     const budget = this.options.runMemoryBytes;
     if (budget === undefined) return Number.POSITIVE_INFINITY;
-    const perLease = 2 * (parameterLayout(config.model).size * 4 + FRAME_OVERHEAD);
-    return Math.max(1, Math.floor((budget - runMemoryBytes(config)) / perLease));
+    const count = run.layout.size;
+    const perLease = 2 * frameBytes(count);
+    return Math.max(1, Math.floor((budget - runMemoryBytes(run.config, count)) / perLease));
   }
 
   private get datasets(): DatasetSources {
@@ -346,7 +352,7 @@ export class Coordinator {
           );
           return;
         }
-        if (run.scheduler.liveLeases().length >= this.leaseAllowance(run.config)) {
+        if (run.scheduler.liveCount >= this.leaseAllowance(run)) {
           // Each live lease may come back as an update the platform holds until it is handled:
           // where memory is capped, leases are too, and the rest wait their turn.
           this.counters.leasesDeferred++;

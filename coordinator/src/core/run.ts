@@ -354,7 +354,7 @@ export class Run {
     // When every batch is leased out or waiting in this version, nothing more can arrive for
     // it: it closes with what it has (else it and the epoch would wait for each other forever).
     const starved =
-      this.round.length > 0 && this.scheduler.freeCount + this.scheduler.liveLeases().length === 0;
+      this.round.length > 0 && this.scheduler.freeCount + this.scheduler.liveCount === 0;
     const due =
       st.kind !== "asynchronous" &&
       this.voters() >= this.quorum() &&
@@ -431,7 +431,7 @@ export class Run {
       epoch: this.scheduler.epoch,
       batchesDone: this.scheduler.doneCount,
       batchesPerEpoch: this.scheduler.batchCount,
-      liveLeases: this.scheduler.liveLeases().length,
+      liveLeases: this.scheduler.liveCount,
       evaluation: r.evaluation ?? null,
       counters: r.counters,
       createdAt: r.createdAt,

@@ -98,6 +98,11 @@ export class Scheduler {
     return [this.current, this.next].reduce((n, e) => n + this.freeIn(e), 0);
   }
 
+  /** How many leases are out now. */
+  get liveCount(): number {
+    return this.leases.size;
+  }
+
   /** Live leases, for status pages. */
   liveLeases(): Lease[] {
     return [...this.leases.values()];
