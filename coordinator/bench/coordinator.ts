@@ -121,6 +121,8 @@ async function ingest(
         strategy,
         layout,
         maxNorm: 1e9,
+        samples: 64,
+        innerSteps: 1,
       });
       if (!checked.ok) throw new Error(checked.message);
       for (const [t, values] of checked.tensors.entries()) sumInto(sum[t]!, values);
@@ -238,7 +240,13 @@ async function isolateMiB(inspectorPort: number): Promise<number> {
 
 async function load(workers: number, seconds: number, backend: Backend = "node"): Promise<LoadRow> {
   const inspectorPort = backend === "edge" ? await freePort() : undefined;
-  const server = await serverProcess({ token: "bench", backend, inspectorPort });
+  // Every simulated worker comes from 127.0.0.1: the per-address join limits are raised to let
+  // them all in (a real deployment sees them from as many addresses).
+  const admission = {
+    PANGEA_NEW_SESSIONS_PER_MINUTE: "100000",
+    PANGEA_SESSIONS_PER_ADDRESS: "100000",
+  };
+  const server = await serverProcess({ token: "bench", backend, inspectorPort, env: admission });
   const { url } = server;
   try {
     // The demo run's model and data; asynchronous, each update its own version (the busiest

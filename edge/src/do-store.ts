@@ -25,6 +25,7 @@ export class DoSqliteStore implements Store {
       CREATE TABLE IF NOT EXISTS metrics (run_id TEXT NOT NULL, version INTEGER NOT NULL, point TEXT NOT NULL);
       CREATE INDEX IF NOT EXISTS metrics_by_run ON metrics (run_id, version);
       CREATE TABLE IF NOT EXISTS sessions (id TEXT PRIMARY KEY, run_id TEXT NOT NULL, token TEXT NOT NULL, stats TEXT NOT NULL);
+      CREATE INDEX IF NOT EXISTS sessions_by_token ON sessions (token);
     `);
   }
 
@@ -100,6 +101,16 @@ export class DoSqliteStore implements Store {
       session.token,
       JSON.stringify(session.stats),
     );
+  }
+
+  sessionByToken(token: string): SessionRecord | undefined {
+    const row = this.sql
+      .exec<{ run_id: string; stats: string }>(
+        "SELECT run_id, stats FROM sessions WHERE token = ?",
+        token,
+      )
+      .toArray()[0];
+    return row && { runId: row.run_id, token, stats: JSON.parse(row.stats) };
   }
 
   sessions(runId: string): SessionRecord[] {

@@ -19,7 +19,7 @@
 //   - rows are under 2 MB: parameters and moments are stored in 1 MiB chunks (do-store.ts);
 //   - CPU per event: the heaviest event is an evaluation of the held-out set (1,000 samples),
 //     bounded by the model size these limits allow; `pnpm bench:coordinator` reports it.
-import { Coordinator, createApi, type Peer } from "@pangea/coordinator/core";
+import { admissionFromEnv, Coordinator, createApi, type Peer } from "@pangea/coordinator/core";
 import { DurableObject } from "cloudflare:workers";
 import { edgeDatasets } from "./datasets.ts";
 import { DoSqliteStore } from "./do-store.ts";
@@ -30,9 +30,19 @@ export interface Env {
   INDEX: DurableObjectNamespace<RunIndex>;
   ASSETS?: Fetcher;
   PANGEA_ADMIN_TOKEN?: string;
+  /** Join limits per address, as on Node (see the README). */
+  PANGEA_NEW_SESSIONS_PER_MINUTE?: string;
+  PANGEA_SESSIONS_PER_ADDRESS?: string;
 }
 
 const TICK_MS = 1000;
+
+/** What a hibernating socket keeps: where it came from, and the session it speaks for. */
+interface Attachment {
+  address?: string;
+  sessionId?: string;
+  token?: string;
+}
 /** The largest WebSocket message a Durable Object receives (Cloudflare's documented limit). */
 export const MAX_MESSAGE_BYTES = 32 << 20;
 /**
@@ -58,12 +68,18 @@ export class RunObject extends DurableObject<Env> {
       this.coordinator = new Coordinator(
         this.store,
         { now: () => Date.now() },
-        { datasets, maxMessageBytes: MAX_MESSAGE_BYTES, runMemoryBytes: RUN_MEMORY_BYTES },
+        {
+          datasets,
+          maxMessageBytes: MAX_MESSAGE_BYTES,
+          runMemoryBytes: RUN_MEMORY_BYTES,
+          admission: admissionFromEnv(env as unknown as Record<string, unknown>),
+        },
       );
       for (const ws of ctx.getWebSockets()) {
-        const attached = ws.deserializeAttachment() as { sessionId?: string } | null;
-        if (attached?.sessionId) this.coordinator.attach(this.peer(ws), attached.sessionId);
-        else this.coordinator.connect(this.peer(ws));
+        const attached = ws.deserializeAttachment() as Attachment | null;
+        const peer = this.peer(ws, attached?.address);
+        if (attached?.sessionId) this.coordinator.attach(peer, attached.sessionId, attached.token);
+        else this.coordinator.connect(peer);
       }
       this.api = createApi(this.coordinator, {
         adminToken: env.PANGEA_ADMIN_TOKEN ?? "",
@@ -81,7 +97,11 @@ export class RunObject extends DurableObject<Env> {
         return new Response("expected a WebSocket upgrade", { status: 426 });
       const [client, server] = Object.values(new WebSocketPair()) as [WebSocket, WebSocket];
       this.ctx.acceptWebSocket(server);
-      this.coordinator.connect(this.peer(server));
+      // The client's address as Cloudflare gives it to the Worker (which passes the request on
+      // unchanged); join limits count per address.
+      const address = request.headers.get("cf-connecting-ip") ?? "unknown";
+      server.serializeAttachment({ address } satisfies Attachment);
+      this.coordinator.connect(this.peer(server, address));
       await this.keepTicking();
       return new Response(null, { status: 101, webSocket: client });
     }
@@ -118,7 +138,7 @@ export class RunObject extends DurableObject<Env> {
       await this.ctx.storage.setAlarm(Date.now() + TICK_MS);
   }
 
-  private peer(ws: WebSocket): Peer {
+  private peer(ws: WebSocket, address?: string): Peer {
     let peer = this.peers.get(ws);
     if (!peer) {
       peer = {
@@ -126,7 +146,10 @@ export class RunObject extends DurableObject<Env> {
         close: (code, reason) => ws.close(code, reason),
         // Not exposed by the runtime: the platform buffers, and a slow socket is its concern.
         bufferedAmount: () => 0,
-        identify: (sessionId) => ws.serializeAttachment({ sessionId }),
+        address,
+        // The token too: a woken object has no sessions in memory and recalls them by token.
+        identify: (sessionId, token) =>
+          ws.serializeAttachment({ address, sessionId, token } satisfies Attachment),
       };
       this.peers.set(ws, peer);
     }

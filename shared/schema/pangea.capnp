@@ -142,7 +142,8 @@ struct Welcome {
   sessionToken @2 :Text;
   model @3 :ModelSpec;
   version @4 :UInt64;
-  parameters @5 :List(Tensor);   # the current parameters, in the model's parameter order
+  parameters @5 :List(Tensor);   # a checkpoint's parameters, in the model's parameter order; empty
+                                 # on a join (the session pulls them with its first lease)
   training @6 :TrainingConfig;
   heartbeatMs @7 :UInt32;
   maxFrameBytes @8 :UInt32;      # the largest frame the coordinator accepts from this session
@@ -248,6 +249,9 @@ enum ErrorCode {
   quarantined @14;
   rateLimited @15;
   protocolVersion @16;
+  claimMismatch @17;             # an update's claim (samples, inner steps) is not what its lease handed out
+  alreadyJoined @18;             # a connection speaks for one session: a second join is refused
+  notIntroduced @19;             # a signal to a session the coordinator has not introduced
 }
 
 struct Error {

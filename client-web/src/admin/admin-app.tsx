@@ -456,7 +456,11 @@ function RunPage(props: { runId: string }) {
           xLabel="version"
           x={points.map((p) => p.version)}
           series={[
-            { label: "train (workers)", values: points.map((p) => p.trainLoss), color: "#c2410c" },
+            {
+              label: "train (workers' claim)",
+              values: points.map((p) => p.trainLoss),
+              color: "#c2410c",
+            },
             {
               label: "test",
               values: points.map((p) => p.testLoss ?? null),

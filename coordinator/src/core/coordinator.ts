@@ -11,6 +11,15 @@ import {
   type TrainingConfig,
   type WireMessage,
 } from "@pangea/shared";
+import {
+  AddressBook,
+  type AdmissionLimits,
+  DEFAULT_ADMISSION,
+  MAX_SIGNAL_BYTES,
+  SIGNAL_BURST,
+  SIGNALS_PER_SECOND,
+  TokenBucket,
+} from "./admission.ts";
 import { type DatasetSources, loadDataset } from "./datasets.ts";
 import type { Clock, Peer, RunRecord, Store } from "./ports.ts";
 import { type Outgoing, Run } from "./run.ts";
@@ -24,6 +33,13 @@ import { errorPayload } from "./validate.ts";
 
 /** Sessions are asked to send a heartbeat this often; one silent for 3× this is dropped. */
 export const HEARTBEAT_MS = 10_000;
+/** A connection that has not joined within this long is closed: it holds a socket for nothing. */
+export const JOIN_TIMEOUT_MS = 30_000;
+/**
+ * A session disconnected for this long is forgotten from memory (its row stays in the Store,
+ * with its token, counts and quarantine, and a join with its token brings it back).
+ */
+export const FORGET_AFTER_MS = 10 * 60_000;
 /** A peer with more than this queued gets no new lease (and so no parameters) until it drains. */
 const BACKPRESSURE_BYTES = 8 * 1024 * 1024;
 /** Room in a frame beyond its fp32 tensors (ids, shapes, the Cap'n Proto framing). */
@@ -42,6 +58,8 @@ export interface CoordinatorOptions {
   maxMessageBytes?: number;
   /** The memory one run may hold (runMemoryBytes); where the platform caps it (the edge). */
   runMemoryBytes?: number;
+  /** Per-address limits on joining; DEFAULT_ADMISSION where absent. */
+  admission?: Partial<AdmissionLimits>;
 }
 
 /** Parameter-sized float32 buffers a run holds besides the updates it gathers: the parameters,
@@ -72,6 +90,13 @@ interface Session {
   knownVersion: number;
 }
 
+/** One open connection: the address it came from, and the one session it may speak for. */
+interface Connection {
+  address: string;
+  openedAt: number;
+  session: Session | undefined;
+}
+
 /** Counters for /metrics, since the process started. */
 export interface CoordinatorCounters {
   framesIn: number;
@@ -82,13 +107,22 @@ export interface CoordinatorCounters {
   leasesDeferred: number;
   /** Parameter frames sent with leases (pulled by sessions that were behind). */
   parameterFrames: number;
+  /** Joins refused: a second join on a connection, or an address over its limits. */
+  joinsRefused: number;
+  /** Signals relayed, and refused (not introduced, too large, too many). */
+  signalsRelayed: number;
+  signalsRefused: number;
 }
 
 export class Coordinator {
   readonly runs = new Map<string, Run>();
   private readonly sessions = new Map<string, Session>();
   private readonly byToken = new Map<string, Session>();
-  private readonly peers = new Map<Peer, Session | undefined>();
+  private readonly peers = new Map<Peer, Connection>();
+  private readonly addresses: AddressBook;
+  /** Who each session may signal: sessions the coordinator introduced it to. */
+  private readonly introduced = new Map<string, Set<string>>();
+  private readonly signalBuckets = new Map<string, TokenBucket>();
   private messageCount = 0;
   readonly counters: CoordinatorCounters = {
     framesIn: 0,
@@ -97,6 +131,9 @@ export class Coordinator {
     bytesOut: 0,
     leasesDeferred: 0,
     parameterFrames: 0,
+    joinsRefused: 0,
+    signalsRelayed: 0,
+    signalsRefused: 0,
   };
   /** Who waits for each run's next change (the dashboard's event streams). */
   private readonly watchers = new Map<string, Set<() => void>>();
@@ -108,7 +145,9 @@ export class Coordinator {
     readonly clock: Clock,
     private readonly options: CoordinatorOptions = {},
   ) {
-    // Every run resumes at its last committed version.
+    this.addresses = new AddressBook({ ...DEFAULT_ADMISSION, ...options.admission });
+    // Every run resumes at its last committed version. Its sessions stay in the Store until a
+    // tab comes back with its token (resume): a restart does not load every session ever seen.
     const now = clock.now();
     for (const record of store.listRuns()) {
       const snapshot = store.loadRun(record.id);
@@ -123,20 +162,6 @@ export class Coordinator {
       }
       const run = Run.load(snapshot, store, now, data);
       this.runs.set(record.id, run);
-      // Sessions come back too, disconnected: a tab that reconnects with its token is the same
-      // session (its share, its counts), and a quarantine outlives the restart.
-      for (const { token, stats } of store.sessions(run.id)) {
-        const session: Session = {
-          id: stats.id,
-          token,
-          runId: run.id,
-          peer: undefined,
-          knownVersion: -1,
-        };
-        this.sessions.set(session.id, session);
-        this.byToken.set(token, session);
-        run.sessions.set(stats.id, { ...stats, connected: false });
-      }
     }
   }
 
@@ -214,35 +239,120 @@ export class Coordinator {
   // --- connections --------------------------------------------------------------------------
 
   connect(peer: Peer): void {
-    this.peers.set(peer, undefined);
+    this.peers.set(peer, {
+      address: peer.address ?? "unknown",
+      openedAt: this.clock.now(),
+      session: undefined,
+    });
   }
 
   /**
    * A connection that outlived this Coordinator object (a Durable Object woken from hibernation
    * with its WebSockets still open) speaks for its session again, without a new join.
    */
-  attach(peer: Peer, sessionId: string): void {
-    const session = this.sessions.get(sessionId);
-    if (!session) {
-      this.peers.set(peer, undefined);
-      return;
-    }
-    session.peer = peer;
-    this.peers.set(peer, session);
+  attach(peer: Peer, sessionId: string, token?: string): void {
+    this.connect(peer);
+    const session = this.sessions.get(sessionId) ?? (token ? this.recall(token) : undefined);
+    if (!session || session.id !== sessionId) return;
+    this.bind(session, peer);
     const run = this.runs.get(session.runId);
     const stats = run?.sessions.get(sessionId);
     if (run && stats) run.join(sessionId, stats.client, this.clock.now());
   }
 
   disconnect(peer: Peer): void {
-    const session = this.peers.get(peer);
-    this.peers.delete(peer);
+    const session = this.peers.get(peer)?.session;
     if (session && session.peer === peer) {
-      session.peer = undefined;
+      this.unbind(session);
       this.runs.get(session.runId)?.leave(session.id, this.clock.now());
       this.saveSession(session);
       this.changed(session.runId);
     }
+    this.peers.delete(peer);
+  }
+
+  /** The session now speaks through this connection (and through no other). */
+  private bind(session: Session, peer: Peer): void {
+    if (session.peer === peer) return;
+    if (session.peer) {
+      const old = session.peer;
+      this.unbind(session);
+      this.peers.delete(old);
+      old.close(4001, "replaced by a newer connection of this session");
+    }
+    const conn = this.peers.get(peer);
+    if (!conn) return;
+    conn.session = session;
+    session.peer = peer;
+    this.addresses.opened(conn.address);
+  }
+
+  private unbind(session: Session): void {
+    const peer = session.peer;
+    if (!peer) return;
+    const conn = this.peers.get(peer);
+    if (conn?.session === session) {
+      conn.session = undefined;
+      this.addresses.closed(conn.address);
+    }
+    session.peer = undefined;
+  }
+
+  /** A session that is not in memory, brought back from the Store by its token. */
+  private recall(token: string): Session | undefined {
+    const known = this.byToken.get(token);
+    if (known) return known;
+    const record = this.store.sessionByToken(token);
+    const run = record && this.runs.get(record.runId);
+    if (!record || !run) return undefined;
+    const session: Session = {
+      id: record.stats.id,
+      token,
+      runId: run.id,
+      peer: undefined,
+      knownVersion: -1,
+    };
+    this.sessions.set(session.id, session);
+    this.byToken.set(token, session);
+    run.sessions.set(session.id, { ...record.stats, connected: false });
+    return session;
+  }
+
+  /** Drops a long-disconnected session from memory; the Store keeps it. */
+  private forget(run: Run, sessionId: string): void {
+    const session = this.sessions.get(sessionId);
+    if (session?.peer) return;
+    run.sessions.delete(sessionId);
+    this.sessions.delete(sessionId);
+    if (session) this.byToken.delete(session.token);
+    this.signalBuckets.delete(sessionId);
+    for (const other of this.introduced.get(sessionId) ?? [])
+      this.introduced.get(other)?.delete(sessionId);
+    this.introduced.delete(sessionId);
+  }
+
+  /**
+   * Lets two sessions of one run signal each other (WebRTC offers, answers, candidates). The
+   * relay carries nothing between sessions that were not introduced.
+   */
+  introduce(a: string, b: string): boolean {
+    const sa = this.sessions.get(a);
+    const sb = this.sessions.get(b);
+    if (!sa || !sb || a === b || sa.runId !== sb.runId) return false;
+    for (const [x, y] of [
+      [a, b],
+      [b, a],
+    ] as const) {
+      const set = this.introduced.get(x) ?? new Set();
+      set.add(y);
+      this.introduced.set(x, set);
+    }
+    return true;
+  }
+
+  /** How many sessions (connected or not) are held in memory: bounded by forgetting. */
+  get sessionsInMemory(): number {
+    return this.sessions.size;
   }
 
   /**
@@ -301,17 +411,35 @@ export class Coordinator {
     }
   }
 
-  /** Periodic work: lease expiry, straggler deadlines, silent sessions. */
+  /**
+   * Periodic work: lease expiry, straggler deadlines, silent sessions (marked disconnected after
+   * 3 heartbeats, forgotten from memory after FORGET_AFTER_MS), connections that never joined.
+   */
   tick(): void {
     const now = this.clock.now();
+    for (const [peer, conn] of this.peers) {
+      if (conn.session || now - conn.openedAt <= JOIN_TIMEOUT_MS) continue;
+      this.peers.delete(peer);
+      peer.close(4002, "no join");
+    }
+    this.addresses.prune(now);
     for (const run of this.runs.values()) {
       try {
         this.route(run, run.tick(now));
-        for (const s of run.sessions.values()) {
-          if (s.connected && now - s.lastSeen > 3 * HEARTBEAT_MS) {
-            const session = this.sessions.get(s.id);
-            session?.peer?.close(4000, "no heartbeat");
-            if (session?.peer) this.disconnect(session.peer);
+        for (const s of [...run.sessions.values()]) {
+          const session = this.sessions.get(s.id);
+          if (s.connected && (!session?.peer || now - s.lastSeen > 3 * HEARTBEAT_MS)) {
+            const peer = session?.peer;
+            if (peer) {
+              peer.close(4000, "no heartbeat");
+              this.disconnect(peer);
+            } else {
+              // Connected with no connection: nothing will ever report it gone but this.
+              run.leave(s.id, now);
+              this.changed(run.id);
+            }
+          } else if (!s.connected && now - s.lastSeen > FORGET_AFTER_MS) {
+            this.forget(run, s.id);
           }
         }
       } catch (e) {
@@ -328,7 +456,7 @@ export class Coordinator {
       this.join(peer, m.messageId, p);
       return;
     }
-    const session = this.peers.get(peer);
+    const session = this.peers.get(peer)?.session;
     if (!session) {
       this.reply(
         peer,
@@ -379,24 +507,33 @@ export class Coordinator {
         return;
       }
       case "heartbeat":
-        run.seen(session.id, now, p.samplesPerSecond);
-        {
-          this.reply(peer, { type: "heartbeat", sentAt: p.sentAt, samplesPerSecond: 0 });
-          return;
-        }
+        this.reply(peer, { type: "heartbeat", sentAt: p.sentAt, samplesPerSecond: 0 });
+        return;
       case "leave":
         this.disconnect(peer);
         peer.close(1000, "left");
         return;
       case "signal": {
+        const refusal = this.checkSignal(
+          session,
+          m.recipient,
+          p.payload.byteLength,
+          now,
+          m.messageId,
+        );
         const to = this.sessions.get(m.recipient);
-        if (!to || to.runId !== session.runId || !to.peer) {
+        if (refusal || !to?.peer) {
+          this.counters.signalsRefused++;
           this.reply(
             peer,
-            errorPayload("unknownRun", "no such session in this run", { ref: m.messageId }),
+            refusal ??
+              errorPayload("notIntroduced", `session ${m.recipient} is not connected`, {
+                ref: m.messageId,
+              }),
           );
           return;
         }
+        this.counters.signalsRelayed++;
         this.send(to.peer, { type: "signal", payload: p.payload }, session.id);
         return;
       }
@@ -412,7 +549,51 @@ export class Coordinator {
     }
   }
 
+  /** Why a signal from `from` to `to` is not relayed, or nothing. */
+  private checkSignal(
+    from: Session,
+    to: string,
+    bytes: number,
+    now: number,
+    ref: string,
+  ): Payload | undefined {
+    if (!this.introduced.get(from.id)?.has(to))
+      return errorPayload("notIntroduced", `the coordinator has not introduced you to ${to}`, {
+        ref,
+      });
+    if (bytes > MAX_SIGNAL_BYTES)
+      return errorPayload(
+        "frameTooLarge",
+        `a signal carries at most ${MAX_SIGNAL_BYTES} bytes, not ${bytes}`,
+        { ref },
+      );
+    let bucket = this.signalBuckets.get(from.id);
+    if (!bucket) {
+      bucket = new TokenBucket(SIGNAL_BURST, SIGNALS_PER_SECOND / 1000, now);
+      this.signalBuckets.set(from.id, bucket);
+    }
+    const taken = bucket.take(now);
+    if (!taken.ok)
+      return errorPayload(
+        "rateLimited",
+        `at most ${SIGNALS_PER_SECOND} signals a second (a burst of ${SIGNAL_BURST})`,
+        { ref, retryAfterMs: taken.retryAfterMs },
+      );
+    return undefined;
+  }
+
   private join(peer: Peer, ref: string, p: Extract<Payload, { type: "join" }>): void {
+    const conn = this.peers.get(peer);
+    if (!conn) return;
+    if (conn.session) {
+      this.counters.joinsRefused++;
+      this.reply(
+        peer,
+        // Short on purpose: a refusal costs no more than the join it answers.
+        errorPayload("alreadyJoined", "this connection has joined", { ref }),
+      );
+      return;
+    }
     if (p.protocolVersion !== PROTOCOL_VERSION) {
       this.reply(
         peer,
@@ -434,29 +615,42 @@ export class Coordinator {
       return;
     }
     const now = this.clock.now();
-    // A known token resumes its session (same id, same stats); anything else starts a new one.
-    let session = p.sessionToken ? this.byToken.get(p.sessionToken) : undefined;
+    // A known token resumes its session (same id, same stats); anything else starts a new one,
+    // within the address's limits.
+    let session = p.sessionToken ? this.recall(p.sessionToken) : undefined;
     if (session && session.runId !== run.id) session = undefined;
-    if (session?.peer && session.peer !== peer) {
-      const old = session.peer;
-      this.peers.delete(old);
-      old.close(4001, "replaced by a newer connection of this session");
+    const refusal = session
+      ? session.peer || this.addresses.mayOpen(conn.address)
+        ? undefined
+        : {
+            message: `this address has ${this.addresses.limits.sessionsPerAddress} sessions open, the most it may`,
+            retryAfterMs: 10_000,
+          }
+      : this.addresses.admitNew(conn.address, now);
+    if (refusal) {
+      this.counters.joinsRefused++;
+      this.reply(
+        peer,
+        errorPayload("rateLimited", refusal.message, { ref, retryAfterMs: refusal.retryAfterMs }),
+      );
+      return;
     }
     if (!session) {
       session = {
         id: randomId("s"),
         token: randomId("t", 16),
         runId: run.id,
-        peer,
+        peer: undefined,
         knownVersion: -1,
       };
       this.sessions.set(session.id, session);
       this.byToken.set(session.token, session);
     }
-    session.peer = peer;
-    session.knownVersion = run.record.version;
-    this.peers.set(peer, session);
-    peer.identify?.(session.id);
+    this.bind(session, peer);
+    // The parameters are pulled with the first lease, not pushed in the welcome: a join that
+    // never asks for work costs the coordinator a small frame, not the whole model.
+    session.knownVersion = -1;
+    peer.identify?.(session.id, session.token);
     run.join(session.id, p.client, now);
     this.saveSession(session);
     this.changed(run.id);
@@ -467,7 +661,7 @@ export class Coordinator {
       sessionToken: session.token,
       model: run.config.model,
       version: run.record.version,
-      parameters: run.parameterTensors(),
+      parameters: [],
       training: trainingConfig(run.config),
       heartbeatMs: HEARTBEAT_MS,
       maxFrameBytes: this.maxFrameBytes(),
@@ -537,7 +731,7 @@ export class Coordinator {
   }
 
   private send(peer: Peer, payload: Payload, sender = "coordinator"): void {
-    this.transmit(peer, this.encode(payload, this.peers.get(peer)?.id ?? "", sender));
+    this.transmit(peer, this.encode(payload, this.peers.get(peer)?.session?.id ?? "", sender));
   }
 
   private encode(payload: Payload, recipient: string, sender = "coordinator"): Uint8Array {

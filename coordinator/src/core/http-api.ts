@@ -303,6 +303,16 @@ export function prometheus(coordinator: Coordinator): string {
     [["", k.parameterFrames]],
   );
   metric(
+    "pangea_joins_refused_total",
+    "counter",
+    "Joins refused: a second join on a connection, or an address over its limits.",
+    [["", k.joinsRefused]],
+  );
+  metric("pangea_signals_total", "counter", "WebRTC signals, relayed or refused.", [
+    ['{outcome="relayed"}', k.signalsRelayed],
+    ['{outcome="refused"}', k.signalsRefused],
+  ]);
+  metric(
     "pangea_leases_deferred_total",
     "counter",
     "Lease requests deferred because the connection had too much queued.",

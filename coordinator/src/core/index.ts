@@ -1,4 +1,5 @@
 // @pangea/coordinator/core: the runtime-agnostic coordinator, for the adapters (Node, the edge).
+export { type AdmissionLimits, admissionFromEnv, DEFAULT_ADMISSION } from "./admission.ts";
 export { Coordinator, type CoordinatorOptions, HEARTBEAT_MS } from "./coordinator.ts";
 export type { DatasetSources, DatasetSplit } from "./datasets.ts";
 export { createApi, isAdmin, liveEvents, UNAUTHORIZED } from "./http-api.ts";

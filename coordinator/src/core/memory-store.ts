@@ -41,6 +41,11 @@ export class MemoryStore implements Store {
     this.sessionRows.set(session.stats.id, structuredClone(session));
   }
 
+  sessionByToken(token: string): SessionRecord | undefined {
+    for (const s of this.sessionRows.values()) if (s.token === token) return structuredClone(s);
+    return undefined;
+  }
+
   sessions(runId: string): SessionRecord[] {
     return [...this.sessionRows.values()]
       .filter((s) => s.runId === runId)

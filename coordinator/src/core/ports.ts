@@ -96,8 +96,10 @@ export interface Store {
    * that moment (a crash loses the counts since), its token and quarantine are exact.
    */
   saveSession(session: SessionRecord): void;
-  /** The run's sessions, to resume them after a restart. */
+  /** The run's sessions (every one it has had). */
   sessions(runId: string): SessionRecord[];
+  /** The session a token resumes, from any run, if it was ever saved. */
+  sessionByToken(token: string): SessionRecord | undefined;
 }
 
 /** One connected tab or worker, as the runtime's socket. */
@@ -108,10 +110,15 @@ export interface Peer {
   /** Bytes queued and not yet sent, where the runtime can tell (for backpressure). */
   bufferedAmount(): number;
   /**
+   * The address the connection came from, as the runtime knows it (the socket's remote address
+   * on Node, the CF-Connecting-IP header on the edge): join limits are counted per address.
+   */
+  address?: string;
+  /**
    * Told the session this connection now speaks for. A runtime that sleeps between events (a
    * Durable Object's hibernating WebSockets) keeps it with the socket, to `attach` it on waking.
    */
-  identify?(sessionId: string): void;
+  identify?(sessionId: string, token: string): void;
 }
 
 export interface Clock {

@@ -48,7 +48,13 @@ interface Contribution {
 }
 
 /** Refusals that no honest worker produces: they count towards quarantine. */
-const STRIKES = new Set(["shapeMismatch", "nonFinite", "normTooLarge", "unsupportedMessage"]);
+const STRIKES = new Set([
+  "shapeMismatch",
+  "nonFinite",
+  "normTooLarge",
+  "unsupportedMessage",
+  "claimMismatch",
+]);
 /** Live leases one session may hold at once. */
 const MAX_LEASES = 2;
 /** The shortest lease deadline, however fast a session has been. */
@@ -175,12 +181,11 @@ export class Run {
     this.scheduler.release(sessionId);
   }
 
-  seen(sessionId: string, now: number, samplesPerSecond?: number): void {
+  /** The session spoke. (Its heartbeat's own speed figure is a claim and is not used: speed is
+   * measured from lease to accepted update.) */
+  seen(sessionId: string, now: number): void {
     const s = this.sessions.get(sessionId);
-    if (!s) return;
-    s.lastSeen = now;
-    if (samplesPerSecond && s.samplesPerSecond === 0 && Number.isFinite(samplesPerSecond))
-      s.samplesPerSecond = samplesPerSecond;
+    if (s) s.lastSeen = now;
   }
 
   // --- leases -----------------------------------------------------------------------------
@@ -210,7 +215,7 @@ export class Run {
         retryAfterMs: 250,
       });
     const c = this.config;
-    const steps = c.strategy.kind === "localSgd" ? c.strategy.innerSteps : 1;
+    const steps = this.innerSteps;
     const work = c.batchSize * steps;
     // A deadline from the session's measured speed (4× its expected time, plus 2 s of network),
     // within [MIN_LEASE_MS, leaseMs]; the full leaseMs while its speed is unknown. The floor is
@@ -291,6 +296,8 @@ export class Run {
       strategy: this.config.strategy,
       layout: this.layout,
       maxNorm: this.config.maxUpdateNorm,
+      samples: lease ? this.leaseSamples(lease) : 0,
+      innerSteps: this.innerSteps,
     });
     if (!checked.ok) {
       // The session's own lease ends with the refusal, so its batch is handed out again.
@@ -300,7 +307,9 @@ export class Run {
     const l = lease!;
     const out: Outgoing[] = [];
     const elapsed = Math.max(1, now - l.issuedAt);
-    const work = u.sampleCount * Math.max(1, u.innerSteps ?? 1);
+    // What the coordinator knows, not what the update says (the two agree, or it was refused).
+    const samples = this.leaseSamples(l);
+    const work = samples * this.innerSteps;
     const speed = (1000 * work) / elapsed;
     s.samplesPerSecond = s.samplesPerSecond === 0 ? speed : 0.7 * s.samplesPerSecond + 0.3 * speed;
     s.lastSeen = now;
@@ -334,9 +343,9 @@ export class Run {
       sessionId,
       messageId,
       tensors: checked.tensors,
-      weight: (u.sampleCount || 1) / (1 + stale),
+      weight: samples / (1 + stale),
       loss: u.loss,
-      samples: u.sampleCount,
+      samples,
     });
     s.updatesAccepted++;
     this.record.counters.updatesAccepted++;
@@ -445,6 +454,18 @@ export class Run {
   }
 
   // --- internals --------------------------------------------------------------------------
+
+  /** The local steps each lease asks for: the strategy's inner steps, or one. */
+  private get innerSteps(): number {
+    const st = this.config.strategy;
+    return st.kind === "localSgd" ? st.innerSteps : 1;
+  }
+
+  /** The samples of a lease's batch (the last batch of an epoch may be short). */
+  private leaseSamples(lease: Lease): number {
+    const size = this.config.batchSize;
+    return Math.max(0, Math.min(size, this.data.train.count - lease.batch * size));
+  }
 
   private expire(now: number): void {
     const expired = this.scheduler.expire(now);

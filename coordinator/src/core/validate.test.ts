@@ -25,6 +25,8 @@ const context = (over: Partial<UpdateContext> = {}): UpdateContext => ({
   strategy: sync,
   layout,
   maxNorm: 100,
+  samples: 8,
+  innerSteps: 1,
   ...over,
 });
 const update = (over: Partial<GradientUpdate> = {}, fill = 0.1): GradientUpdate => ({
@@ -52,6 +54,15 @@ const code = (u: GradientUpdate, c = context()) => {
 };
 
 describe("update validation", () => {
+  it("refuses an update whose claims are not what its lease handed out", () => {
+    expect(code(update({ sampleCount: 1e9 }))).toBe("claimMismatch");
+    expect(code(update({ sampleCount: -5 }))).toBe("claimMismatch");
+    expect(code(update({ sampleCount: 7 }))).toBe("claimMismatch");
+    expect(code(update({ innerSteps: 8 }))).toBe("claimMismatch");
+    expect(code(update({ innerSteps: 1 }))).toBe("ok");
+    expect(code(update({ loss: Number.NaN }))).toBe("nonFinite");
+  });
+
   it("accepts a well-formed update on a live lease and reports its norm", () => {
     const r = checkUpdate(update(), context());
     expect(r.ok).toBe(true);

@@ -34,6 +34,10 @@ export interface UpdateContext {
   strategy: StrategyConfig;
   layout: ParameterLayout;
   maxNorm: number;
+  /** The samples the lease's batch holds: what the update must say it trained on. */
+  samples: number;
+  /** The inner steps the run asks for (1 unless localSgd). */
+  innerSteps: number;
 }
 
 const refuse = (code: ErrorCode, message: string): Checked => ({ ok: false, code, message });
@@ -70,6 +74,19 @@ export function checkUpdate(u: GradientUpdate, ctx: UpdateContext): Checked {
     );
   const stale = staleness(ctx.strategy, u.baseVersion, ctx.version);
   if (stale) return { ok: false, ...stale };
+  // A contributor's claims are checked against what the coordinator handed out, never used:
+  // the update's weight and the session's credit come from the lease.
+  if (u.sampleCount !== ctx.samples)
+    return refuse(
+      "claimMismatch",
+      `lease ${u.leaseId} handed out ${ctx.samples} samples; the update claims ${u.sampleCount}`,
+    );
+  if ((u.innerSteps || 1) !== ctx.innerSteps)
+    return refuse(
+      "claimMismatch",
+      `the run asks for ${ctx.innerSteps} inner steps; the update claims ${u.innerSteps}`,
+    );
+  if (!Number.isFinite(u.loss)) return refuse("nonFinite", "the update's loss is not finite");
   const want = ctx.strategy.kind === "localSgd" ? "parameterDelta" : "gradient";
   if (u.kind !== want)
     return refuse("unsupportedMessage", `this run's strategy takes ${want} updates, not ${u.kind}`);

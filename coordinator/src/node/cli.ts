@@ -9,6 +9,7 @@
 // or the token kept in PANGEA_DATA_DIR.
 import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import { pathToFileURL } from "node:url";
+import { admissionFromEnv } from "../core/admission.ts";
 import { startServer } from "./server.ts";
 import { connectWorker } from "./ws-worker.ts";
 
@@ -49,6 +50,7 @@ async function serveCommand(): Promise<void> {
     adminToken: env.PANGEA_ADMIN_TOKEN,
     demo: env.PANGEA_DEMO !== "0",
     webDir: env.PANGEA_WEB_DIR,
+    admission: admissionFromEnv(env),
   });
   for (const signal of ["SIGINT", "SIGTERM"] as const) {
     process.once(signal, () => {

@@ -7,7 +7,8 @@ import type { IncomingMessage } from "node:http";
 import type { Duplex } from "node:stream";
 import { serve } from "@hono/node-server";
 import { loadMnistFromPackage } from "@pangea/shared/mnist-node";
-import { type RawData, WebSocket, WebSocketServer } from "ws";
+import { type RawData, type WebSocket, WebSocketServer } from "ws";
+import type { AdmissionLimits } from "../core/admission.ts";
 import { Coordinator } from "../core/coordinator.ts";
 import { createApi } from "../core/http-api.ts";
 import type { Peer } from "../core/ports.ts";
@@ -26,6 +27,8 @@ export interface ServerOptions {
   demo: boolean;
   /** The built web UI (PANGEA_WEB_DIR, default client-web/dist). */
   webDir?: string;
+  /** Per-address join limits (PANGEA_NEW_SESSIONS_PER_MINUTE, PANGEA_SESSIONS_PER_ADDRESS). */
+  admission?: Partial<AdmissionLimits>;
   log?: (line: string) => void;
 }
 
@@ -64,7 +67,7 @@ export async function startServer(options: ServerOptions) {
   const coordinator = new Coordinator(
     store,
     { now: () => Date.now() },
-    { datasets: { mnist: loadMnistFromPackage } },
+    { datasets: { mnist: loadMnistFromPackage }, admission: options.admission },
   );
   const adminToken = adminTokenFor(options, log);
   if (options.demo && coordinator.runs.size === 0) {
@@ -100,14 +103,18 @@ export async function startServer(options: ServerOptions) {
     if (stopping) return refuse("503 Service Unavailable");
     // Sized to the largest run's update, which can grow when a run is created.
     wss.options.maxPayload = coordinator.maxFrameBytes();
-    wss.handleUpgrade(req, socket, head, (ws) => connection(ws));
+    // The socket's own address: a header could be forged by anyone, so a proxy in front must be
+    // one the operator configures (not yet supported; see the README).
+    const address = req.socket.remoteAddress ?? "unknown";
+    wss.handleUpgrade(req, socket, head, (ws) => connection(ws, address));
   });
 
-  function connection(ws: WebSocket): void {
+  function connection(ws: WebSocket, address: string): void {
     const peer: Peer = {
       send: (frame) => ws.send(frame),
       close: (code, reason) => ws.close(code, reason),
       bufferedAmount: () => ws.bufferedAmount,
+      address,
     };
     alive.set(ws, true);
     coordinator.connect(peer);

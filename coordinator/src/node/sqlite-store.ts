@@ -67,6 +67,7 @@ export class SqliteStore implements Store {
         stats TEXT NOT NULL
       );
       CREATE INDEX IF NOT EXISTS sessions_by_run ON sessions (run_id);
+      CREATE INDEX IF NOT EXISTS sessions_by_token ON sessions (token);
     `);
     this.statements = {
       list: this.db.prepare<[], { record: string }>("SELECT record FROM runs"),
@@ -82,6 +83,9 @@ export class SqliteStore implements Store {
       record: this.db.prepare("UPDATE runs SET record = ? WHERE id = ?"),
       saveSession: this.db.prepare(
         "INSERT OR REPLACE INTO sessions (id, run_id, token, stats) VALUES (?, ?, ?, ?)",
+      ),
+      byToken: this.db.prepare<[string], { run_id: string; stats: string }>(
+        "SELECT run_id, stats FROM sessions WHERE token = ?",
       ),
       sessions: this.db.prepare<[string], { token: string; stats: string }>(
         "SELECT token, stats FROM sessions WHERE run_id = ?",
@@ -130,6 +134,11 @@ export class SqliteStore implements Store {
       session.token,
       JSON.stringify(session.stats),
     );
+  }
+
+  sessionByToken(token: string): SessionRecord | undefined {
+    const row = this.statements.byToken.get(token);
+    return row && { runId: row.run_id, token, stats: JSON.parse(row.stats) };
   }
 
   sessions(runId: string): SessionRecord[] {

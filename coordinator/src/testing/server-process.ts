@@ -91,6 +91,10 @@ export async function serverProcess(
                 dataDir,
                 "--var",
                 `PANGEA_ADMIN_TOKEN:${token}`,
+                // The Worker sees vars, not the process environment: PANGEA_* settings go as vars.
+                ...Object.entries(options.env ?? {})
+                  .filter(([k]) => k.startsWith("PANGEA_"))
+                  .flatMap(([k, v]) => ["--var", `${k}:${v}`]),
                 "--show-interactive-dev-session=false",
                 ...(options.inspectorPort
                   ? ["--inspector-port", String(options.inspectorPort)]

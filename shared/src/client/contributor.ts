@@ -167,10 +167,14 @@ export class Contributor {
         this.sessionToken = p.sessionToken;
         this.model = p.model;
         this.training = p.training;
-        this.version = p.version;
+        // The welcome carries no parameters: they arrive (a parameters frame) just before the
+        // first lease, so a join costs the coordinator little. A checkpoint-style welcome that
+        // does carry them is still taken.
+        const carried = p.parameters.length > 0;
+        this.version = carried ? p.version : -1;
         this.enqueue(() =>
           after(this.trainer.prepare(p.model, p.training), () =>
-            this.trainer.setParameters(p.version, p.parameters),
+            carried ? this.trainer.setParameters(p.version, p.parameters) : undefined,
           ),
         );
         this.heartbeat(p.heartbeatMs);

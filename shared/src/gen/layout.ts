@@ -243,7 +243,7 @@ export const enums = {
   Activation: ["none", "relu", "gelu"],
   DataType: ["float32", "float16", "int32", "int8", "uint8"],
   Encoding: ["fp32", "fp16", "int8"],
-  ErrorCode: ["internal", "malformedFrame", "frameTooLarge", "unsupportedMessage", "notJoined", "unknownRun", "runNotActive", "unknownLease", "leaseExpired", "staleVersion", "shapeMismatch", "nonFinite", "normTooLarge", "unauthorized", "quarantined", "rateLimited", "protocolVersion"],
+  ErrorCode: ["internal", "malformedFrame", "frameTooLarge", "unsupportedMessage", "notJoined", "unknownRun", "runNotActive", "unknownLease", "leaseExpired", "staleVersion", "shapeMismatch", "nonFinite", "normTooLarge", "unauthorized", "quarantined", "rateLimited", "protocolVersion", "claimMismatch", "alreadyJoined", "notIntroduced"],
   LocalOptimizer: ["sgd", "momentum", "adamw"],
   Loss: ["softmaxCrossEntropy", "meanSquaredError"],
   MessageType: ["request", "response", "gradientSync", "heartbeat", "join", "welcome", "lease", "parameters", "ack", "error", "signal", "leave"],

@@ -996,7 +996,8 @@ export class Welcome extends $.Struct {
         return $.utils.disown(this.parameters);
     }
     /**
-* the current parameters, in the model's parameter order
+* a checkpoint's parameters, in the model's parameter order; empty
+* on a join (the session pulls them with its first lease)
 *
 */
     get parameters(): $.List<Tensor> {
@@ -1489,7 +1490,22 @@ export const ErrorCode = {
     UNAUTHORIZED: 13,
     QUARANTINED: 14,
     RATE_LIMITED: 15,
-    PROTOCOL_VERSION: 16
+    PROTOCOL_VERSION: 16,
+    /**
+* an update's claim (samples, inner steps) is not what its lease handed out
+*
+*/
+    CLAIM_MISMATCH: 17,
+    /**
+* a connection speaks for one session: a second join is refused
+*
+*/
+    ALREADY_JOINED: 18,
+    /**
+* a signal to a session the coordinator has not introduced
+*
+*/
+    NOT_INTRODUCED: 19
 } as const;
 export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];
 export class Error extends $.Struct {

@@ -40,8 +40,11 @@ export interface TrainingBatch {
   index?: number;
 }
 
-/** The protocol version a client states in its join; the coordinator refuses any other. */
-export const PROTOCOL_VERSION = 1;
+/**
+ * The protocol version a client states in its join; the coordinator refuses any other.
+ * 2: the welcome carries no parameters (they come with the first lease).
+ */
+export const PROTOCOL_VERSION = 2;
 
 export interface GradientUpdate {
   gradientId: string;
