@@ -155,6 +155,20 @@ struct ModelSpec {
   layers @2 :List(Layer);
   loss @3 :Loss;
   seed @4 :UInt32;               # parameter initialization seed
+  transformer @5 :Transformer;   # set for a decoder-only GPT (inputShape is then [contextLength]
+                                 # and layers empty); unset for a stack of dense layers
+}
+
+# A GPT-2-style decoder: token and learned position embeddings, `layers` pre-LayerNorm blocks
+# (causal self-attention with `heads` heads, an MLP 4 × width wide with GELU), a final LayerNorm
+# and a head tied to the token embedding. Tokens are integers below vocabSize.
+struct Transformer {
+  vocabSize @0 :UInt32;
+  contextLength @1 :UInt32;
+  layers @2 :UInt32;
+  heads @3 :UInt32;
+  width @4 :UInt32;
+  dropout @5 :Float32;           # drop probability after the embedding, each attention and MLP
 }
 
 struct Layer {

@@ -10,3 +10,4 @@ export * from "./data/dataset.ts";
 export { syntheticBlobs } from "./data/synthetic.ts";
 export { seededRandom } from "./random.ts";
 export { type Jitter, jitterImages, warpImage } from "./data/augment.ts";
+export * from "./data/text-shard.ts";

@@ -162,6 +162,9 @@ export function checkRunConfig(c: RunConfig): string[] {
     "name: 1 to 100 characters",
   );
   p.push(...checkModelSpec(c.model).map((m) => `model: ${m}`));
+  // The engine trains a GPT in one tab; carrying it through leases, evaluation and the dashboard
+  // is the next step (issue 14). Until then the coordinator says so instead of failing mid-run.
+  need(!c.model.transformer, "model: transformer runs are not served by the coordinator yet");
   need(
     (DATASETS as readonly string[]).includes(c.dataset),
     `dataset: one of ${DATASETS.join(", ")}`,

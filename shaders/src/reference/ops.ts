@@ -170,9 +170,21 @@ export function sgdMomentumStep(
   }
 }
 
+/** g · min(1, maxNorm / ‖g‖), in place; the norm before clipping is returned. 0: no clipping. */
+export function clipByGlobalNorm(grad: Floats, maxNorm: number): number {
+  const norm = gradNorm(grad);
+  if (maxNorm > 0 && norm > maxNorm) {
+    const scale = maxNorm / norm;
+    for (let i = 0; i < grad.length; i++) grad[i]! *= scale;
+  }
+  return norm;
+}
+
 /**
  * AdamW, in place, at step t (from 1): m = β1·m + (1−β1)·g; v = β2·v + (1−β2)·g²;
- * p = p − lr·( m̂ / (√v̂ + ε) + wd·p ) with m̂ = m/(1−β1ᵗ), v̂ = v/(1−β2ᵗ). Reference of adamw.wgsl.
+ * p = p − lr·( m̂ / (√v̂ + ε) + wd·p ) with m̂ = m/(1−β1ᵗ), v̂ = v/(1−β2ᵗ). With `decay` (a bit
+ * per parameter, model-spec's decayMask) the wd term applies only where its bit is set.
+ * Reference of adamw.wgsl.
  */
 export function adamwStep(
   params: Floats,
@@ -187,17 +199,18 @@ export function adamwStep(
     weightDecay: number;
     step: number;
   },
+  decay?: Uint32Array,
 ): void {
   const c1 = 1 - h.beta1 ** h.step;
   const c2 = 1 - h.beta2 ** h.step;
   for (let i = 0; i < params.length; i++) {
+    const wd = !decay || (decay[i >>> 5]! >>> (i & 31)) & 1 ? h.weightDecay : 0;
     const g = grad[i]!;
     const a = h.beta1 * m1[i]! + (1 - h.beta1) * g;
     const b = h.beta2 * m2[i]! + (1 - h.beta2) * g * g;
     m1[i] = a;
     m2[i] = b;
     params[i] =
-      params[i]! -
-      h.learningRate * (a / c1 / (Math.sqrt(b / c2) + h.epsilon) + h.weightDecay * params[i]!);
+      params[i]! - h.learningRate * (a / c1 / (Math.sqrt(b / c2) + h.epsilon) + wd * params[i]!);
   }
 }

@@ -159,13 +159,14 @@ export const structs = {
   },
   "ModelSpec": {
     dataWords: 1,
-    pointers: 3,
+    pointers: 4,
     fields: {
       name: { kind: "text", ptr: 0 },
       inputShape: { kind: "list", element: { kind: "u32" }, ptr: 1 },
       layers: { kind: "list", element: { kind: "struct", type: "Layer" }, ptr: 2 },
       loss: { kind: "u16", enum: "Loss", byte: 0 },
       seed: { kind: "u32", byte: 4 },
+      transformer: { kind: "struct", type: "Transformer", ptr: 3 },
     },
   },
   "ParameterBroadcast": {
@@ -220,6 +221,18 @@ export const structs = {
       momentum: { kind: "f32", byte: 16 },
       weightDecay: { kind: "f32", byte: 20 },
       updateEncoding: { kind: "u16", enum: "Encoding", byte: 24 },
+    },
+  },
+  "Transformer": {
+    dataWords: 3,
+    pointers: 0,
+    fields: {
+      vocabSize: { kind: "u32", byte: 0 },
+      contextLength: { kind: "u32", byte: 4 },
+      layers: { kind: "u32", byte: 8 },
+      heads: { kind: "u32", byte: 12 },
+      width: { kind: "u32", byte: 16 },
+      dropout: { kind: "f32", byte: 20 },
     },
   },
   "Welcome": {

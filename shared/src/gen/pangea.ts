@@ -1052,7 +1052,7 @@ export class ModelSpec extends $.Struct {
     static readonly _capnp = {
         displayName: "ModelSpec",
         id: "d858a98dad6f1b21",
-        size: new $.ObjectSize(8, 3),
+        size: new $.ObjectSize(8, 4),
     };
     static _Layers: $.ListCtor<Layer>;
     get name(): string {
@@ -1113,7 +1113,78 @@ export class ModelSpec extends $.Struct {
     set seed(value: number) {
         $.utils.setUint32(4, value, this);
     }
+    _adoptTransformer(value: $.Orphan<Transformer>): void {
+        $.utils.adopt(value, $.utils.getPointer(3, this));
+    }
+    _disownTransformer(): $.Orphan<Transformer> {
+        return $.utils.disown(this.transformer);
+    }
+    /**
+* set for a decoder-only GPT (inputShape is then [contextLength]
+* and layers empty); unset for a stack of dense layers
+*
+*/
+    get transformer(): Transformer {
+        return $.utils.getStruct(3, Transformer, this);
+    }
+    _hasTransformer(): boolean {
+        return !$.utils.isNull($.utils.getPointer(3, this));
+    }
+    _initTransformer(): Transformer {
+        return $.utils.initStructAt(3, Transformer, this);
+    }
+    set transformer(value: Transformer) {
+        $.utils.copyFrom(value, $.utils.getPointer(3, this));
+    }
     toString(): string { return "ModelSpec_" + super.toString(); }
+}
+export class Transformer extends $.Struct {
+    static readonly _capnp = {
+        displayName: "Transformer",
+        id: "854e94d2015cf6ed",
+        size: new $.ObjectSize(24, 0),
+    };
+    get vocabSize(): number {
+        return $.utils.getUint32(0, this);
+    }
+    set vocabSize(value: number) {
+        $.utils.setUint32(0, value, this);
+    }
+    get contextLength(): number {
+        return $.utils.getUint32(4, this);
+    }
+    set contextLength(value: number) {
+        $.utils.setUint32(4, value, this);
+    }
+    get layers(): number {
+        return $.utils.getUint32(8, this);
+    }
+    set layers(value: number) {
+        $.utils.setUint32(8, value, this);
+    }
+    get heads(): number {
+        return $.utils.getUint32(12, this);
+    }
+    set heads(value: number) {
+        $.utils.setUint32(12, value, this);
+    }
+    get width(): number {
+        return $.utils.getUint32(16, this);
+    }
+    set width(value: number) {
+        $.utils.setUint32(16, value, this);
+    }
+    /**
+* drop probability after the embedding, each attention and MLP
+*
+*/
+    get dropout(): number {
+        return $.utils.getFloat32(20, this);
+    }
+    set dropout(value: number) {
+        $.utils.setFloat32(20, value, this);
+    }
+    toString(): string { return "Transformer_" + super.toString(); }
 }
 export const Layer_Kind_Which = {
     DENSE: 0,

@@ -4,10 +4,12 @@ import { loadMnist } from "../data/mnist.ts";
 import { syntheticBlobs } from "../data/synthetic.ts";
 import {
   checkModelSpec,
+  gptSpec,
   initParameters,
   mlpSpec,
   mnistMlp,
   parameterLayout,
+  shakespeareGpt,
 } from "./model-spec.ts";
 
 describe("model specs", () => {
@@ -65,5 +67,49 @@ describe("datasets", () => {
     const a = syntheticBlobs({ count: 100, width: 8, classes: 4, seed: 3 });
     expect(syntheticBlobs({ count: 100, width: 8, classes: 4, seed: 3 })).toEqual(a);
     expect(new Set(a.labels).size).toBe(4);
+  });
+});
+
+describe("transformer specs", () => {
+  const base = { vocabSize: 65, contextLength: 64, layers: 2, heads: 4, width: 64 };
+
+  it("accepts the Shakespeare GPT and nanoGPT's shakespeare-char configuration", () => {
+    expect(checkModelSpec(shakespeareGpt)).toEqual([]);
+    const nano = gptSpec({
+      vocabSize: 65,
+      contextLength: 256,
+      layers: 6,
+      heads: 6,
+      width: 384,
+      dropout: 0.2,
+    });
+    expect(checkModelSpec(nano)).toEqual([]);
+    expect(parameterLayout(nano).size).toBe(10_770_816); // nanoGPT prints 10.65M: no biases, wpe not counted;
+  });
+
+  it("refuses what cannot run, one sentence per problem", () => {
+    expect(checkModelSpec(gptSpec({ ...base, heads: 5 }))).toEqual([
+      "5 heads do not divide the width of 64",
+    ]);
+    expect(checkModelSpec(gptSpec({ ...base, contextLength: 4096 }))).toEqual([
+      "a context of 4096 exceeds the limit of 2048",
+    ]);
+    expect(checkModelSpec(gptSpec({ ...base, heads: 1, width: 256 }))).toEqual([
+      "heads of 256 exceed the widest the engine runs (128)",
+    ]);
+    expect(checkModelSpec(gptSpec({ ...base, dropout: 1 }))).toEqual([
+      "dropout 1 is outside [0, 1)",
+    ]);
+    expect(
+      checkModelSpec(gptSpec({ ...base, layers: 48, width: 1024, heads: 16 }), {
+        maxParameters: 1e8,
+      }),
+    ).toEqual(["604752896 parameters exceed the limit of 100000000"]);
+    const broken = { ...gptSpec({ ...base, layers: 0, vocabSize: 1 }), inputShape: [32] };
+    expect(checkModelSpec(broken)).toEqual([
+      "layers must be a positive integer",
+      "a vocabulary needs at least 2 tokens",
+      "input shape [32] must be [64], the context",
+    ]);
   });
 });

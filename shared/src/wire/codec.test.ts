@@ -173,6 +173,46 @@ describe("codec and capnp-es agree", () => {
     expect(w.model.layers.get(1).kind.dense.outputs).toBe(128);
     expect(w.model.layers.get(0).kind.which()).toBe(gen.Layer_Kind.FLATTEN);
     expect(w.training.updateEncoding).toBe(gen.Encoding.FP16);
+    expect(w.model._hasTransformer()).toBe(false);
+
+    const gptWelcome = sampleMessages().find(
+      (m) => m.payload.type === "welcome" && m.payload.model.transformer,
+    )!;
+    const g = new capnp.Message(encodeMessage(gptWelcome), false).getRoot(gen.Message).payload
+      .welcome.model.transformer;
+    expect([g.vocabSize, g.contextLength, g.layers, g.heads, g.width, g.dropout]).toEqual([
+      65, 64, 2, 4, 64, 0.125,
+    ]);
+  });
+
+  it("our codec reads a transformer spec capnp-es writes", () => {
+    const m = new capnp.Message();
+    const root = m.initRoot(gen.Message);
+    root.messageType = gen.MessageType.WELCOME;
+    const welcome = root.payload._initWelcome();
+    const model = welcome._initModel();
+    model.name = "gpt";
+    model._initInputShape(1).set(0, 256);
+    const t = model._initTransformer();
+    t.vocabSize = 65;
+    t.contextLength = 256;
+    t.layers = 6;
+    t.heads = 6;
+    t.width = 384;
+    t.dropout = 0.25;
+    welcome._initTraining();
+    const result = decodeMessage(new Uint8Array(m.toArrayBuffer()));
+    if (!result.ok || result.message.payload.type !== "welcome")
+      throw new Error(String(!result.ok && result.error));
+    expect(result.message.payload.model.transformer).toEqual({
+      vocabSize: 65,
+      contextLength: 256,
+      layers: 6,
+      heads: 6,
+      width: 384,
+      dropout: 0.25,
+    });
+    expect(result.message.payload.model.layers).toEqual([]);
   });
 
   it("our codec reads the frames capnp-es writes", () => {

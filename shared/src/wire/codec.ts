@@ -212,6 +212,16 @@ function writeModelSpec(w: FrameWriter, s: StructSlot, m: ModelSpec): void {
   });
   w.u16(s, F.loss.byte, enumIndex("Loss", m.loss));
   w.u32(s, F.seed.byte, m.seed);
+  if (m.transformer) {
+    const t = w.struct(s, F.transformer.ptr, structs.Transformer);
+    const X = structs.Transformer.fields;
+    w.u32(t, X.vocabSize.byte, m.transformer.vocabSize);
+    w.u32(t, X.contextLength.byte, m.transformer.contextLength);
+    w.u32(t, X.layers.byte, m.transformer.layers);
+    w.u32(t, X.heads.byte, m.transformer.heads);
+    w.u32(t, X.width.byte, m.transformer.width);
+    w.f32(t, X.dropout.byte, m.transformer.dropout);
+  }
 }
 
 function writeTrainingConfig(w: FrameWriter, s: StructSlot, t: TrainingConfig): void {
@@ -584,12 +594,26 @@ function readModelSpec(r: FrameReader, s: StructView | null): ModelSpec {
         activation: enumName(r, "Activation", r.u16(d, D.activation.byte)),
       };
     });
+  const t = r.struct(s, F.transformer.ptr);
+  const X = structs.Transformer.fields;
   return {
     name: r.text(s, F.name.ptr, "model.name"),
     inputShape: r.scalars(s, F.inputShape.ptr, 32, "model.inputShape"),
     layers,
     loss: enumName(r, "Loss", r.u16(s, F.loss.byte)),
     seed: r.u32(s, F.seed.byte),
+    ...(t
+      ? {
+          transformer: {
+            vocabSize: r.u32(t, X.vocabSize.byte),
+            contextLength: r.u32(t, X.contextLength.byte),
+            layers: r.u32(t, X.layers.byte),
+            heads: r.u32(t, X.heads.byte),
+            width: r.u32(t, X.width.byte),
+            dropout: r.f32(t, X.dropout.byte),
+          },
+        }
+      : {}),
   };
 }
 

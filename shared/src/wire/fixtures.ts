@@ -33,6 +33,15 @@ const mlp = {
   seed: 7,
 };
 
+const gpt = {
+  name: "gpt-2x64",
+  inputShape: [64],
+  layers: [],
+  loss: "softmaxCrossEntropy" as const,
+  seed: 3,
+  transformer: { vocabSize: 65, contextLength: 64, layers: 2, heads: 4, width: 64, dropout: 0.125 },
+};
+
 export const samplePayloads: Payload[] = [
   { type: "raw", messageType: "request", bytes: new Uint8Array([1, 2, 3, 250]) },
   {
@@ -68,6 +77,27 @@ export const samplePayloads: Payload[] = [
     },
     heartbeatMs: 5000,
     maxFrameBytes: 1 << 20,
+  },
+  {
+    type: "welcome",
+    runId: "run-gpt",
+    sessionId: "s-10",
+    sessionToken: "tok-gpt",
+    model: gpt,
+    version: 0,
+    parameters: [],
+    training: {
+      strategy: "localSgd",
+      batchSize: 16,
+      innerSteps: 32,
+      localOptimizer: "adamw",
+      learningRate: 0.0009765625,
+      momentum: 0,
+      weightDecay: 0.125,
+      updateEncoding: "fp32",
+    },
+    heartbeatMs: 5000,
+    maxFrameBytes: 1 << 24,
   },
   { type: "leaseRequest", maxBatches: 2 },
   {

@@ -74,12 +74,30 @@ export type Layer =
   | { kind: "dense"; inputs: number; outputs: number; activation: Activation }
   | { kind: "flatten" };
 
+/**
+ * A decoder-only GPT (GPT-2's layout): token and learned position embeddings, `layers`
+ * pre-LayerNorm blocks of causal self-attention and a 4×-wide GELU MLP, a final LayerNorm and a
+ * head tied to the token embedding.
+ */
+export interface Transformer {
+  vocabSize: number;
+  contextLength: number;
+  layers: number;
+  heads: number;
+  width: number;
+  /** Drop probability after the embedding and after each attention and MLP, in [0, 1). */
+  dropout: number;
+}
+
 export interface ModelSpec {
   name: string;
   inputShape: number[];
+  /** Dense layers; empty for a transformer. */
   layers: Layer[];
   loss: Loss;
   seed: number;
+  /** Set for a GPT; then inputShape is [contextLength]. */
+  transformer?: Transformer;
 }
 
 export interface TrainingConfig {
