@@ -2,16 +2,24 @@
 // constants that specialize it, and its workgroup size. src/runtime/pipelines.ts builds each
 // pipeline once per device.
 import adamw from "./adamw.wgsl?raw";
+import attentionBackward from "./attention_backward.wgsl?raw";
+import attentionForward from "./attention_forward.wgsl?raw";
 import biasAddForward from "./bias_add_forward.wgsl?raw";
 import biasBackward from "./bias_backward.wgsl?raw";
+import dropout from "./dropout.wgsl?raw";
+import embedding from "./embedding.wgsl?raw";
 import geluBackward from "./gelu_backward.wgsl?raw";
 import geluForward from "./gelu_forward.wgsl?raw";
 import gradNorm from "./grad_norm.wgsl?raw";
+import layernormBackward from "./layernorm_backward.wgsl?raw";
+import layernormForward from "./layernorm_forward.wgsl?raw";
 import matmul from "./matmul.wgsl?raw";
 import packFp16 from "./pack_fp16.wgsl?raw";
 import packInt8 from "./pack_int8.wgsl?raw";
+import random from "./random.wgsl?raw";
 import reluBackward from "./relu_backward.wgsl?raw";
 import reluForward from "./relu_forward.wgsl?raw";
+import residual from "./residual.wgsl?raw";
 import sgdMomentum from "./sgd_momentum.wgsl?raw";
 import softmaxXent from "./softmax_xent.wgsl?raw";
 
@@ -50,6 +58,9 @@ const k = (
 const R = "read";
 const W = "write";
 
+// WGSL has no includes: the kernels that drop elements get random.wgsl's generator prepended.
+const withRandom = (source: string) => `${random}\n${source}`;
+
 export const kernels = {
   matmulForward: k("matmul_forward", matmul, [R, R, W], { workgroupSize: 8 }),
   matmulBackwardInput: k("matmul_backward_input", matmul, [R, R, W], {
@@ -84,7 +95,36 @@ export const kernels = {
   gradNormPartial: k("grad_norm_partial", gradNorm, [R, W, W], { entryPoint: "partial" }),
   gradNormFinish: k("grad_norm_finish", gradNorm, [R, W, W], { entryPoint: "finish" }),
   sgdMomentum: k("sgd_momentum", sgdMomentum, [R, W, W]),
-  adamw: k("adamw", adamw, [R, W, W, W]),
+  adamw: k("adamw", adamw, [R, W, W, W, R, R]),
+  dropout: k("dropout", withRandom(dropout), [R, W]),
+  residual: k("residual", withRandom(residual), [R, R, W]),
+  embeddingForward: k("embedding_forward", withRandom(embedding), [R, R, W], {
+    entryPoint: "forward",
+  }),
+  embeddingBackwardWte: k("embedding_backward_wte", withRandom(embedding), [R, R, W], {
+    entryPoint: "backward_wte",
+  }),
+  embeddingBackwardWpe: k("embedding_backward_wpe", withRandom(embedding), [R, R, W], {
+    entryPoint: "backward_wpe",
+  }),
+  layernormForward: k("layernorm_forward", layernormForward, [R, R, W, W], { workgroupSize: 64 }),
+  layernormBackwardInput: k("layernorm_backward_input", layernormBackward, [R, R, R, R, W, W], {
+    entryPoint: "input",
+    workgroupSize: 64,
+  }),
+  layernormBackwardParams: k("layernorm_backward_params", layernormBackward, [R, R, R, R, W, W], {
+    entryPoint: "params_grad",
+    workgroupSize: 64,
+  }),
+  attentionForward: k("attention_forward", attentionForward, [R, W, W], { workgroupSize: 64 }),
+  attentionBackwardQuery: k("attention_backward_query", attentionBackward, [R, R, R, R, W, W], {
+    entryPoint: "query",
+    workgroupSize: 64,
+  }),
+  attentionBackwardKey: k("attention_backward_key", attentionBackward, [R, R, R, R, W, W], {
+    entryPoint: "key",
+    workgroupSize: 64,
+  }),
   packFp16: k("pack_fp16", packFp16, [R, W]),
   packInt8Absmax: k("pack_int8_absmax", packInt8, [R, R, W, W], { entryPoint: "absmax" }),
   packInt8Quantize: k("pack_int8_quantize", packInt8, [R, R, W, W], { entryPoint: "quantize" }),

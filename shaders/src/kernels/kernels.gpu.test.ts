@@ -8,39 +8,12 @@ import { acquireDevice } from "../runtime/gpu.ts";
 import { matmulGroups, strideGroups, uniformOf } from "../runtime/pipelines.ts";
 import { runKernel } from "../runtime/run-kernel.ts";
 import { kernels, matmulKernels } from "./index.ts";
+import { expectClose, random } from "./testing.ts";
 
 let device: GPUDevice;
-let seed = 1;
 beforeAll(async () => {
   device = (await acquireDevice()).device;
 });
-
-function random(n: number, scale = 1): Float32Array {
-  // A fresh stream per call (mulberry32), so shapes get different data.
-  let a = (seed++ * 0x9e3779b9) >>> 0;
-  const out = new Float32Array(n);
-  for (let i = 0; i < n; i++) {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = Math.imul(a ^ (a >>> 15), a | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    out[i] = ((((t ^ (t >>> 14)) >>> 0) / 4294967296) * 2 - 1) * scale;
-  }
-  return out;
-}
-
-function expectClose(gpu: ArrayLike<number>, expected: ArrayLike<number>, rtol = 1e-4): void {
-  expect(gpu.length).toBe(expected.length);
-  let worst = 0;
-  let scale = 0;
-  for (let i = 0; i < expected.length; i++) scale = Math.max(scale, Math.abs(expected[i]!));
-  for (let i = 0; i < expected.length; i++) {
-    const g = gpu[i]!;
-    if (!Number.isFinite(g))
-      throw new Error(`element ${i} is ${g} (unwritten or overflowed); expected ${expected[i]}`);
-    worst = Math.max(worst, Math.abs(g - expected[i]!));
-  }
-  expect(worst / Math.max(scale, 1e-30)).toBeLessThanOrEqual(rtol);
-}
 
 // M, K, N, and the most workgroups the product may use: fewer than its 64×64 tiles makes each
 // workgroup loop over several tiles (as on software adapters).
@@ -243,7 +216,7 @@ describe("optimizer and packing kernels", () => {
     expectClose(vOut!, vr);
   });
 
-  it("steps AdamW like the reference", async () => {
+  it("steps AdamW like the reference: gradient clipped to a global norm, decay by mask", async () => {
     const n = 5003;
     const [p, g, m1, m2] = [random(n), random(n), random(n, 0.1), random(n, 0.01).map(Math.abs)];
     const h = {
@@ -254,9 +227,13 @@ describe("optimizer and packing kernels", () => {
       weightDecay: 0.01,
       step: 3,
     };
-    const [pOut, m1Out, m2Out] = await readBoth(
+    const decay = new Uint32Array(Math.ceil(n / 32)).map((_, i) => (i * 0x9e3779b9) >>> 0);
+    const norm = ref.gradNorm(g);
+    const maxNorm = norm / 3;
+    const stats = Float32Array.from([0, 0, norm, 0]);
+    const [pOut, m1Out, m2Out] = await runKernelSeeded(
       kernels.adamw,
-      [
+      uniformOf([
         n,
         { f32: h.learningRate },
         { f32: h.beta1 },
@@ -265,12 +242,18 @@ describe("optimizer and packing kernels", () => {
         { f32: h.weightDecay },
         { f32: 1 - h.beta1 ** h.step },
         { f32: 1 - h.beta2 ** h.step },
-      ],
-      g,
+        { f32: maxNorm },
+        2,
+      ]),
+      [g],
       [p, m1, m2],
+      strideGroups(n),
+      [decay, stats],
     );
     const [pr, ar, br] = [Float64Array.from(p), Float64Array.from(m1), Float64Array.from(m2)];
-    ref.adamwStep(pr, g, ar, br, h);
+    const clipped = Float64Array.from(g);
+    ref.clipByGlobalNorm(clipped, maxNorm);
+    ref.adamwStep(pr, clipped, ar, br, h, decay);
     expectClose(pOut!, pr);
     expectClose(m1Out!, ar);
     expectClose(m2Out!, br);
@@ -364,9 +347,10 @@ async function runKernelSeeded(
   inputs: Float32Array[],
   inOut: Float32Array[],
   workgroups: [number, number, number],
+  after: Array<Float32Array | Uint32Array> = [],
 ): Promise<Float32Array[]> {
   const { prepareDispatch, record } = await import("../runtime/pipelines.ts");
-  const make = (data: Float32Array) => {
+  const make = (data: Float32Array | Uint32Array) => {
     const b = device.createBuffer({
       size: Math.max(16, data.byteLength),
       usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST,
@@ -376,7 +360,13 @@ async function runKernelSeeded(
   };
   const ins = inputs.map(make);
   const outs = inOut.map(make);
-  const d = prepareDispatch(device, kernel, uniform, [...ins, ...outs], workgroups);
+  const d = prepareDispatch(
+    device,
+    kernel,
+    uniform,
+    [...ins, ...outs, ...after.map(make)],
+    workgroups,
+  );
   const encoder = device.createCommandEncoder();
   const pass = encoder.beginComputePass();
   record(pass, d);

@@ -5,7 +5,7 @@
 // The model (GPT-2's, pre-LayerNorm): x = drop(wte[token] + wpe[t]); per block
 // x += drop(proj(attention(ln1(x)))); x += drop(mlp.proj(gelu(mlp.fc(ln2(x))))); then
 // logits = lnf(x) · wteᵀ (the head is tied to the token embedding).
-import { type ModelSpec, type ParameterLayout, parameterLayout } from "@pangea/shared";
+import { type ModelSpec, type ParameterLayout, parameterLayout, textBatch } from "@pangea/shared";
 import {
   biasBackward,
   type Floats,
@@ -202,6 +202,30 @@ export function gptLossAndGradient(
   const wpe = slot.get("wpe.weight")!;
   for (let i = 0; i < T * C; i++) grad[wpe.offset + i]! += dwpe[i]!;
   return { loss, correct, grad };
+}
+
+/**
+ * The mean next-token loss (nats per token) over `windows` seeded windows of the context's length
+ * drawn from `tokens` (a validation split), evaluated `batch` windows at a time without dropout.
+ */
+export function evaluateText(
+  spec: ModelSpec,
+  params: Floats,
+  tokens: Uint8Array,
+  windows: number,
+  seed: number,
+  batch = 8,
+): number {
+  const tf = transformerOf(spec);
+  const T = tf.contextLength;
+  let total = 0;
+  for (let done = 0; done < windows; done += batch) {
+    const B = Math.min(batch, windows - done);
+    const { inputs, targets } = textBatch(tokens, B, T, seed + done);
+    const logits = gptLogits(spec, params, inputs, B, T);
+    total += softmaxCrossEntropy(logits, targets, B * T, tf.vocabSize).loss * B;
+  }
+  return total / windows;
 }
 
 /**

@@ -10,6 +10,8 @@ export interface KernelBinding {
   data: HostArray;
   /** Read back after the run (outputs). */
   read?: boolean;
+  /** An output that starts from `data` instead of poison (kernels that add into it). */
+  keep?: boolean;
 }
 
 const POISON = 0x7fc0dead; // a quiet NaN with a recognizable payload
@@ -27,13 +29,16 @@ export async function runKernel(
     workgroups: [number, number, number];
   }> = [],
 ): Promise<HostArray[]> {
+  // A shader that does not compile, or a binding that does not fit, invalidates the whole
+  // submission silently: the outputs would read back as zeros. Say what went wrong instead.
+  device.pushErrorScope("validation");
   const buffers = bindings.map((b, i) => {
     const buffer = device.createBuffer({
       label: `${kernel.name}.binding${i + 1}`,
       size: Math.max(16, Math.ceil(b.data.byteLength / 4) * 4),
       usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST,
     });
-    const init = b.read ? new Uint32Array(b.data.length).fill(POISON) : b.data;
+    const init = b.read && !b.keep ? new Uint32Array(b.data.length).fill(POISON) : b.data;
     device.queue.writeBuffer(buffer, 0, init.buffer, init.byteOffset, init.byteLength);
     return buffer;
   });
@@ -62,6 +67,8 @@ export async function runKernel(
     return [{ staging, like: b.data }];
   });
   device.queue.submit([encoder.finish()]);
+  const error = await device.popErrorScope();
+  if (error) throw new Error(`${kernel.name}: ${error.message}`);
   const out: HostArray[] = [];
   for (const { staging, like } of reads) {
     await staging.mapAsync(GPUMapMode.READ);

@@ -269,7 +269,7 @@ export function initParameters(spec: ModelSpec, seed = spec.seed): Float32Array 
  * Which parameters weight decay applies to, one bit each (bit i % 32 of word i / 32): the
  * optimizers read it instead of searching the layout per element.
  */
-export function decayMask(layout: ParameterLayout): Uint32Array {
+export function decayMask(layout: ParameterLayout): Uint32Array<ArrayBuffer> {
   const mask = new Uint32Array(Math.ceil(layout.size / 32));
   for (const slot of layout.slots) {
     if (!slot.decay) continue;
