@@ -9,8 +9,15 @@
 // (/usr/lib/chromium/vk_swiftshader_icd.json) to run it on the CPU.
 import "./dawn-globals.ts";
 import { runBench } from "./page/main.ts";
-import { BATCHES, printReport, SHAPES } from "./report.ts";
+import { ATTENTION_SHAPES, BATCHES, GPT_BATCH, printReport, SHAPES } from "./report.ts";
 
-printReport(await runBench({ shapes: SHAPES, batches: BATCHES }));
+printReport(
+  await runBench({
+    shapes: SHAPES,
+    batches: BATCHES,
+    attentionShapes: ATTENTION_SHAPES,
+    gptBatch: GPT_BATCH,
+  }),
+);
 // dawn.node keeps its instance alive; the figures are printed, so leave.
 process.exit(0);

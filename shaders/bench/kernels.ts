@@ -7,7 +7,7 @@ import { chromium } from "playwright";
 import { createServer } from "vite";
 import { chromiumArgs, chromiumPath } from "../../scripts/chromium.ts";
 import type { BenchResult } from "./page/main.ts";
-import { BATCHES, printReport, SHAPES } from "./report.ts";
+import { ATTENTION_SHAPES, BATCHES, GPT_BATCH, printReport, SHAPES } from "./report.ts";
 
 const server = await createServer({
   root: fileURLToPath(new URL("./page", import.meta.url)),
@@ -47,7 +47,7 @@ try {
       (globalThis as unknown as { runBench: (o: typeof options) => Promise<BenchResult> }).runBench(
         options,
       ),
-    { shapes: SHAPES, batches: BATCHES },
+    { shapes: SHAPES, batches: BATCHES, attentionShapes: ATTENTION_SHAPES, gptBatch: GPT_BATCH },
   );
   printReport(result);
 } finally {

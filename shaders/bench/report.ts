@@ -8,8 +8,21 @@ export const SHAPES: Array<[number, number, number]> = [
   [1024, 1024, 1024],
 ];
 export const BATCHES = [64, 128, 256];
+/** B, T, C, H: the Shakespeare GPT's attention, and nanoGPT shakespeare-char's at batch 4. */
+export const ATTENTION_SHAPES: Array<[number, number, number, number]> = [
+  [16, 64, 64, 4],
+  [4, 256, 384, 6],
+];
+export const GPT_BATCH = 16;
 
-export function printReport({ adapter, userAgent, matmul, training }: BenchResult): void {
+export function printReport({
+  adapter,
+  userAgent,
+  matmul,
+  training,
+  attention,
+  gpt,
+}: BenchResult): void {
   const unit = adapter.softwareFallback ? " [CPU: software WebGPU]" : "";
   console.log(
     `\nadapter: ${adapter.description}${adapter.softwareFallback ? " — a software fallback: these are CPU figures, not GPU figures" : ""}`,
@@ -76,4 +89,45 @@ export function printReport({ adapter, userAgent, matmul, training }: BenchResul
   }
   for (const row of training.filter((r) => r.note))
     console.log(`  ${row.library} batch ${row.batch}: ${row.note}`);
+
+  console.log(`\ncausal attention forward + backward, ms per call${unit}`);
+  console.log(
+    [
+      "B×T×C×H".padEnd(18),
+      "pangea".padStart(10),
+      "tfjs-webgpu".padStart(14),
+      "tfjs/pangea".padStart(13),
+    ].join(""),
+  );
+  for (const shape of ATTENTION_SHAPES) {
+    const ms = (library: string) =>
+      attention.find((r) => r.shape.join() === shape.join() && r.library === library)
+        ?.milliseconds ?? null;
+    const ours = ms("pangea");
+    const tf = ms("tfjs-webgpu");
+    console.log(
+      [
+        shape.join("×").padEnd(18),
+        (ours?.toFixed(2) ?? "—").padStart(10),
+        (tf?.toFixed(2) ?? "—").padStart(14),
+        (ours && tf ? `${(tf / ours).toFixed(2)}x` : "—").padStart(13),
+      ].join(""),
+    );
+  }
+  for (const row of attention.filter((r) => r.note))
+    console.log(`  ${row.library} ${row.shape.join("×")}: ${row.note}`);
+
+  console.log(
+    `\nGPT 2 layers × 4 heads × 64 wide, context 64, batch ${GPT_BATCH}, Adam: training tokens/s${unit}`,
+  );
+  const ours = gpt.find((r) => r.library === "pangea")?.tokensPerSecond ?? null;
+  for (const row of gpt) {
+    const ratio =
+      ours && row.tokensPerSecond && row.library !== "pangea"
+        ? `  pangea/${row.library} ${(ours / row.tokensPerSecond).toFixed(2)}x`
+        : "";
+    console.log(
+      `${row.library.padEnd(14)}${(row.tokensPerSecond?.toFixed(0) ?? "—").padStart(10)} tokens/s   loss after 5 steps ${row.loss?.toFixed(4) ?? "—"}${ratio}${row.note ? `  (${row.note})` : ""}`,
+    );
+  }
 }

@@ -12,6 +12,7 @@ import {
   mnistMlp,
   parameterLayout,
   seededRandom,
+  shakespeareGpt,
 } from "@pangea/shared";
 import { loadMnist } from "@pangea/shared/mnist";
 import * as jax from "@jax-js/jax";
@@ -19,6 +20,7 @@ import * as tf from "@tensorflow/tfjs-core";
 import "@tensorflow/tfjs-core/dist/register_all_gradients";
 import "@tensorflow/tfjs-backend-webgpu";
 import { type KernelDescriptor, matmulKernels } from "../../src/kernels/index.ts";
+import { type AttentionRow, benchAttention, benchGptTraining, type GptRow } from "./gpt.ts";
 import { TrainingEngine } from "../../src/runtime/engine.ts";
 import { type AdapterReport, acquireDevice } from "../../src/runtime/gpu.ts";
 import {
@@ -50,6 +52,8 @@ export interface BenchResult {
   userAgent: string;
   matmul: MatmulRow[];
   training: TrainingRow[];
+  attention: AttentionRow[];
+  gpt: GptRow[];
 }
 
 type Log = (line: string) => void;
@@ -274,6 +278,8 @@ const why = (error: unknown) => (error instanceof Error ? error.message : String
 export async function runBench(options: {
   shapes: Array<[number, number, number]>;
   batches: number[];
+  attentionShapes: Array<[number, number, number, number]>;
+  gptBatch: number;
 }): Promise<BenchResult> {
   const ours = await acquireDevice();
   log(`adapter: ${ours.adapter.description} (software fallback: ${ours.adapter.softwareFallback})`);
@@ -365,7 +371,17 @@ export async function runBench(options: {
     }
   }
   engine.destroy();
-  return { adapter: ours.adapter, userAgent: navigator.userAgent, matmul, training };
+  const tfOrNull = tfReady ? tf : null;
+  const attention = await benchAttention(ours, tfOrNull, options.attentionShapes, log);
+  const gpt = await benchGptTraining(ours, tfOrNull, shakespeareGpt, options.gptBatch, log);
+  return {
+    adapter: ours.adapter,
+    userAgent: navigator.userAgent,
+    matmul,
+    training,
+    attention,
+    gpt,
+  };
 }
 
 (globalThis as { runBench?: typeof runBench }).runBench = runBench;

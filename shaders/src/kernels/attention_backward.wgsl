@@ -10,9 +10,12 @@
 
 struct Dims { B: u32, T: u32, C: u32, H: u32 }
 
-const BLOCK = 64u;
-const TILE = 16u;
+// MAX_HEAD and TILE are specialized per head size (attentionKernels in index.ts rewrites these
+// two lines): private rows of MAX_HEAD floats, and tiles that fill 16 KiB of workgroup memory.
 const MAX_HEAD = 128u;
+const TILE = 16u;
+const BLOCK = 64u;
+const STAGED = TILE * MAX_HEAD;
 
 @group(0) @binding(0) var<uniform> dims: Dims;
 @group(0) @binding(1) var<storage, read> qkv: array<f32>;
@@ -22,8 +25,8 @@ const MAX_HEAD = 128u;
 @group(0) @binding(5) var<storage, read_write> dqkv: array<f32>;
 @group(0) @binding(6) var<storage, read_write> delta: array<f32>;
 
-var<workgroup> As: array<f32, 2048>; // TILE × MAX_HEAD: k rows (query) or q rows (key)
-var<workgroup> Bs: array<f32, 2048>; // v rows (query) or dout rows (key)
+var<workgroup> As: array<f32, STAGED>; // TILE × MAX_HEAD: k rows (query) or q rows (key)
+var<workgroup> Bs: array<f32, STAGED>; // v rows (query) or dout rows (key)
 
 @compute @workgroup_size(64)
 fn query(

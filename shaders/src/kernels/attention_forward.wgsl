@@ -3,7 +3,7 @@
 // h·hs .. (h+1)·hs of each third, hs = C/H); out is [B·T, C]; lse[(b·H + h)·T + t] is the row's
 // log-sum-exp of scores, all the backward needs to rebuild the probabilities.
 // A workgroup takes a block of 64 queries of one (b, h), one thread per query. It walks the keys
-// the block can see in tiles of 16, staged in workgroup memory and shared by the 64 queries; each
+// the block can see in tiles (TILE keys), staged in workgroup memory and shared by the 64 queries; each
 // thread keeps its running max m, its running sum l and its output row o in registers, rescaling
 // them as the max grows (the online softmax). Heads up to 128 wide (MAX_HEAD, checked by
 // checkModelSpec). Dispatch: (G, 1, 1); workgroup w loops over blocks w, w + G, …
@@ -11,17 +11,20 @@
 
 struct Dims { B: u32, T: u32, C: u32, H: u32 }
 
-const BLOCK = 64u;
-const TILE = 16u;
+// MAX_HEAD and TILE are specialized per head size (attentionKernels in index.ts rewrites these
+// two lines): private rows of MAX_HEAD floats, and tiles that fill 16 KiB of workgroup memory.
 const MAX_HEAD = 128u;
+const TILE = 16u;
+const BLOCK = 64u;
+const STAGED = TILE * MAX_HEAD;
 
 @group(0) @binding(0) var<uniform> dims: Dims;
 @group(0) @binding(1) var<storage, read> qkv: array<f32>;
 @group(0) @binding(2) var<storage, read_write> out: array<f32>;
 @group(0) @binding(3) var<storage, read_write> lse: array<f32>;
 
-var<workgroup> Ks: array<f32, 2048>; // TILE × MAX_HEAD: key rows of the tile, hs apart
-var<workgroup> Vs: array<f32, 2048>;
+var<workgroup> Ks: array<f32, STAGED>; // TILE × MAX_HEAD: key rows of the tile, hs apart
+var<workgroup> Vs: array<f32, STAGED>;
 
 @compute @workgroup_size(64)
 fn main(

@@ -4,7 +4,6 @@
 import adamw from "./adamw.wgsl?raw";
 import attentionBackward from "./attention_backward.wgsl?raw";
 import attentionForward from "./attention_forward.wgsl?raw";
-import biasAddForward from "./bias_add_forward.wgsl?raw";
 import biasBackward from "./bias_backward.wgsl?raw";
 import dropout from "./dropout.wgsl?raw";
 import embedding from "./embedding.wgsl?raw";
@@ -85,7 +84,6 @@ export const kernels = {
     workgroupSize: 16,
     constants: { TRANSPOSE_A: 1 },
   }),
-  biasAddForward: k("bias_add_forward", biasAddForward, [R, W]),
   biasBackward: k("bias_backward", biasBackward, [R, W], { workgroupSize: 64 }),
   reluForward: k("relu_forward", reluForward, [R, W]),
   reluBackward: k("relu_backward", reluBackward, [R, R, W]),
@@ -116,15 +114,6 @@ export const kernels = {
     entryPoint: "params_grad",
     workgroupSize: 64,
   }),
-  attentionForward: k("attention_forward", attentionForward, [R, W, W], { workgroupSize: 64 }),
-  attentionBackwardQuery: k("attention_backward_query", attentionBackward, [R, R, R, R, W, W], {
-    entryPoint: "query",
-    workgroupSize: 64,
-  }),
-  attentionBackwardKey: k("attention_backward_key", attentionBackward, [R, R, R, R, W, W], {
-    entryPoint: "key",
-    workgroupSize: 64,
-  }),
   packFp16: k("pack_fp16", packFp16, [R, W]),
   packInt8Absmax: k("pack_int8_absmax", packInt8, [R, R, W, W], { entryPoint: "absmax" }),
   packInt8Quantize: k("pack_int8_quantize", packInt8, [R, R, W, W], { entryPoint: "quantize" }),
@@ -151,4 +140,47 @@ export function matmulKernels(adapter: { softwareFallback: boolean }): MatmulKer
         backwardInput: kernels.matmulBackwardInputWide,
         backwardWeight: kernels.matmulBackwardWeightWide,
       };
+}
+
+export interface AttentionKernels {
+  forward: KernelDescriptor;
+  backwardQuery: KernelDescriptor;
+  backwardKey: KernelDescriptor;
+}
+
+/** The widest head the attention kernels hold (checkModelSpec refuses wider ones). */
+export const MAX_HEAD_SIZE = 128;
+
+/**
+ * The attention kernels specialized for a head size: each thread's private rows hold the head
+ * rounded up to a power of two (at least 4), and the staged tiles take as many keys as fit 8 KiB
+ * per operand, up to the 64 queries of a block. A private array sized for the widest head would
+ * cost every thread that memory (on a software adapter, every lane); small heads run faster.
+ */
+export function attentionKernels(headSize: number): AttentionKernels {
+  if (!(headSize >= 1 && headSize <= MAX_HEAD_SIZE))
+    throw new Error(`a head of ${headSize} is outside 1..${MAX_HEAD_SIZE}`);
+  const width = Math.max(4, 2 ** Math.ceil(Math.log2(headSize)));
+  const tile = Math.min(64, 2048 / width);
+  const specialize = (source: string) => {
+    const out = source
+      .replace("const MAX_HEAD = 128u;", `const MAX_HEAD = ${width}u;`)
+      .replace("const TILE = 16u;", `const TILE = ${tile}u;`);
+    if (width !== 128 && out === source)
+      throw new Error("attention kernels: nothing to specialize");
+    return out;
+  };
+  const forward = specialize(attentionForward);
+  const backward = specialize(attentionBackward);
+  return {
+    forward: k(`attention_forward_h${width}`, forward, [R, W, W], { workgroupSize: 64 }),
+    backwardQuery: k(`attention_backward_query_h${width}`, backward, [R, R, R, R, W, W], {
+      entryPoint: "query",
+      workgroupSize: 64,
+    }),
+    backwardKey: k(`attention_backward_key_h${width}`, backward, [R, R, R, R, W, W], {
+      entryPoint: "key",
+      workgroupSize: 64,
+    }),
+  };
 }

@@ -50,6 +50,23 @@ describe.each(variants)("matmul kernels, %s variant", (_, mm) => {
   );
 
   it.each(shapes)(
+    "forward with the bias fused, C = X·W + b, at M=%i K=%i N=%i (≤ %i workgroups)",
+    async (m, k, n, budget) => {
+      const x = random(m * k);
+      const wb = random(k * n + n + 1); // W, then one spare element, then b
+      const [c] = await runKernel(
+        device,
+        mm.forward,
+        uniformOf([m, n, k, 0, 0, 0, 1, k * n + 1]),
+        [{ data: x }, { data: wb }, { data: new Float32Array(m * n), read: true }],
+        matmulGroups(m, n, budget),
+      );
+      const w = wb.subarray(0, k * n);
+      expectClose(c!, ref.matmulForward(x, w, wb.subarray(k * n + 1), m, k, n));
+    },
+  );
+
+  it.each(shapes)(
     "backward dX = dY·Wᵀ at M=%i K=%i N=%i (≤ %i workgroups)",
     async (m, k, n, budget) => {
       const dy = random(m * n);
@@ -90,18 +107,7 @@ describe("elementwise and reduction kernels", () => {
     [257, 33],
   ];
 
-  it.each(sizes)("bias add and bias backward at M=%i N=%i", async (m, n) => {
-    const inp = random(m * n);
-    const bias = random(n + 5);
-    // bias_add works in place: its output buffer starts as the input.
-    const seeded = await runInPlace(
-      kernels.biasAddForward,
-      uniformOf([m, n, 5, 0]),
-      bias,
-      inp,
-      strideGroups(m * n),
-    );
-    expectClose(seeded, ref.matmulForward(inp, identity(n), bias.subarray(5), m, n, n));
+  it.each(sizes)("bias backward at M=%i N=%i", async (m, n) => {
     const dout = random(m * n);
     const [dbias] = await runKernel(
       device,
@@ -321,24 +327,6 @@ describe("optimizer and packing kernels", () => {
 });
 
 // --- helpers ------------------------------------------------------------------------------------
-
-function identity(n: number): Float32Array {
-  const out = new Float32Array(n * n);
-  for (let i = 0; i < n; i++) out[i * n + i] = 1;
-  return out;
-}
-
-/** Runs an in-place kernel (binding 2 read and written) seeded with `seed`. */
-async function runInPlace(
-  kernel: (typeof kernels)[keyof typeof kernels],
-  uniform: ArrayBuffer,
-  input: Float32Array,
-  seedData: Float32Array,
-  workgroups: [number, number, number],
-): Promise<Float32Array> {
-  const [out] = await runKernelSeeded(kernel, uniform, [input], [seedData], workgroups);
-  return out!;
-}
 
 /** Like runKernel, but the read-back buffers start from the given data instead of poison. */
 async function runKernelSeeded(

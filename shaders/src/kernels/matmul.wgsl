@@ -21,7 +21,9 @@
 struct Dims {
   M: u32, N: u32, K: u32,
   offsetA: u32, offsetB: u32, offsetC: u32,
-  pad0: u32, pad1: u32,
+  // With hasBias = 1, C = op(A)·op(B) + bias, the bias read from B's buffer at offsetBias (a
+  // layer's weight and bias both live in the parameters): one dispatch fewer per layer.
+  hasBias: u32, offsetBias: u32,
 }
 
 override TRANSPOSE_A: bool = false;
@@ -58,13 +60,18 @@ fn loadB(k: u32, n: u32) -> f32 {
   return B[dims.offsetB + k * dims.N + n];
 }
 
+fn biasAt(c: u32) -> f32 {
+  if (dims.hasBias == 0u || c >= dims.N) { return 0.0; }
+  return B[dims.offsetBias + c];
+}
+
 fn store(r: u32, c: u32, v: vec4<f32>) {
   if (r >= dims.M) { return; }
   let base = dims.offsetC + r * dims.N;
-  if (c < dims.N) { C[base + c] = v.x; }
-  if (c + 1u < dims.N) { C[base + c + 1u] = v.y; }
-  if (c + 2u < dims.N) { C[base + c + 2u] = v.z; }
-  if (c + 3u < dims.N) { C[base + c + 3u] = v.w; }
+  if (c < dims.N) { C[base + c] = v.x + biasAt(c); }
+  if (c + 1u < dims.N) { C[base + c + 1u] = v.y + biasAt(c + 1u); }
+  if (c + 2u < dims.N) { C[base + c + 2u] = v.z + biasAt(c + 2u); }
+  if (c + 3u < dims.N) { C[base + c + 3u] = v.w + biasAt(c + 3u); }
 }
 
 // Stages the k0.. slices of op(A) and op(B) for the block at (row0, col0): 512 vec4 slots of

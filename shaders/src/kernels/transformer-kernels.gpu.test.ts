@@ -8,7 +8,7 @@ import * as ref from "../reference/transformer-ops.ts";
 import { acquireDevice } from "../runtime/gpu.ts";
 import { strideGroups, uniformOf } from "../runtime/pipelines.ts";
 import { runKernel } from "../runtime/run-kernel.ts";
-import { kernels } from "./index.ts";
+import { attentionKernels, kernels } from "./index.ts";
 import { expectClose, random } from "./testing.ts";
 
 let device: GPUDevice;
@@ -193,17 +193,19 @@ describe("causal attention, fused", () => {
     [2, 70, 48, 3, 3],
     [1, 130, 32, 2, 1],
     [1, 17, 256, 2, 8],
+    [2, 33, 30, 6, 8],
   ])(
     "forward and backward at B=%i T=%i C=%i H=%i (≤ %i workgroups)",
     async (B, T, C, H, budget) => {
       const N = B * T;
       const qkv = random(N * 3 * C, 2);
       const uniform = uniformOf([B, T, C, H]);
+      const attention = attentionKernels(C / H);
       const blocks = Math.ceil(T / 64) * B * H;
       const groups: [number, number, number] = [Math.min(budget, blocks), 1, 1];
       const [out, lse] = await runKernel(
         device,
-        kernels.attentionForward,
+        attention.forward,
         uniform,
         [
           { data: qkv },
@@ -219,7 +221,7 @@ describe("causal attention, fused", () => {
       const dout = random(N * C);
       const [dqkv] = await runKernel(
         device,
-        kernels.attentionBackwardQuery,
+        attention.backwardQuery,
         uniform,
         [
           { data: qkv },
@@ -232,7 +234,7 @@ describe("causal attention, fused", () => {
         groups,
         [
           {
-            kernel: kernels.attentionBackwardKey,
+            kernel: attention.backwardKey,
             uniform,
             bindings: [0, 1, 2, 3, 4, 5],
             workgroups: groups,

@@ -11,11 +11,13 @@ import {
   type ParameterLayout,
   type Tensor,
   checkModelSpec,
+  decayMask,
   denseLayers,
   parameterLayout,
 } from "@pangea/shared";
 import { kernels, type MatmulKernels, matmulKernels } from "../kernels/index.ts";
 import { type AdapterReport, acquireDevice } from "./gpu.ts";
+import { buildGptPlan, gptBuffers } from "./gpt-plan.ts";
 import {
   type Dispatch,
   prepareDispatch,
@@ -36,7 +38,10 @@ export type LocalOptimizerConfig =
       beta1?: number;
       beta2?: number;
       epsilon?: number;
+      /** Decays matrices only (model-spec's decayMask). */
       weightDecay?: number;
+      /** Clips the gradient to this global norm before the step; 0 or absent: no clipping. */
+      maxGradNorm?: number;
     };
 
 export interface StepStats {
@@ -57,8 +62,18 @@ const STORAGE = GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC | GPUBufferUsag
 interface Plan {
   batch: number;
   step: Dispatch[]; // forward, loss, backward, gradient norm
+  /** Buffers zeroed before the step's pass. */
+  clears: GPUBuffer[];
+  /** Draws this step's dropout masks (a GPT with dropout). */
+  setDropout?: (seed: number) => void;
   packFp16: Dispatch[];
   packInt8: Dispatch[];
+}
+
+/** Options of one step. */
+export interface StepOptions {
+  /** Seeds the step's dropout masks (the reference draws the same with the same seed). */
+  dropoutSeed?: number;
 }
 
 export class TrainingEngine {
@@ -72,6 +87,7 @@ export class TrainingEngine {
   private readonly sgd: Dispatch & { uniform: GPUBuffer };
   private readonly adamw: Dispatch & { uniform: GPUBuffer };
   private adamSteps = 0;
+  private dropoutSteps = 0;
   /** Workgroups per dispatch (few on a software adapter; see workgroupBudget). */
   private readonly budget: number;
   private readonly matmul: MatmulKernels;
@@ -90,11 +106,6 @@ export class TrainingEngine {
       return info;
     });
     const P = this.layout.size;
-    const layers = denseLayers(spec);
-    const maxWidth = Math.max(
-      spec.inputShape.reduce((a, b) => a * b, 1),
-      ...layers.map((l) => l.outputs),
-    );
     const T = this.layout.slots.length;
     const make = (name: string, bytes: number, usage = STORAGE) => {
       this.buffers[name] = device.createBuffer({
@@ -108,22 +119,34 @@ export class TrainingEngine {
     make("grads", P * 4);
     make("m1", P * 4);
     make("m2", P * 4);
-    make("input", maxBatch * layers[0]!.inputs * 4);
-    make("labels", maxBatch * 4);
-    for (const [i, layer] of layers.entries()) {
-      make(`z${i}`, maxBatch * layer.outputs * 4);
-      if (layer.activation !== "none") make(`a${i}`, maxBatch * layer.outputs * 4);
+    if (spec.transformer) {
+      for (const [name, bytes] of Object.entries(gptBuffers(spec.transformer, maxBatch)))
+        make(name, bytes);
+    } else {
+      const layers = denseLayers(spec);
+      const maxWidth = Math.max(
+        spec.inputShape.reduce((a, b) => a * b, 1),
+        ...layers.map((l) => l.outputs),
+      );
+      make("input", maxBatch * layers[0]!.inputs * 4);
+      make("labels", maxBatch * 4);
+      for (const [i, layer] of layers.entries()) {
+        make(`z${i}`, maxBatch * layer.outputs * 4);
+        if (layer.activation !== "none") make(`a${i}`, maxBatch * layer.outputs * 4);
+      }
+      make("dlogits", maxBatch * layers.at(-1)!.outputs * 4);
+      make("dz", maxBatch * maxWidth * 4);
+      make("dA", maxBatch * maxWidth * 4);
+      make("dB", maxBatch * maxWidth * 4);
     }
-    make("dlogits", maxBatch * layers.at(-1)!.outputs * 4);
-    make("dz", maxBatch * maxWidth * 4);
-    make("dA", maxBatch * maxWidth * 4);
-    make("dB", maxBatch * maxWidth * 4);
     make("stats", 16);
     make("normPartials", 256 * 4);
     make("packed16", Math.ceil(P / 2) * 4);
     make("packed8", Math.ceil(P / 4) * 4);
     make("scales", T * 4);
     make("slots", T * 8);
+    make("decay", Math.ceil(P / 32) * 4);
+    device.queue.writeBuffer(this.buffers.decay!, 0, decayMask(this.layout));
     device.queue.writeBuffer(
       this.buffers.slots!,
       0,
@@ -149,8 +172,8 @@ export class TrainingEngine {
     this.adamw = prepareDispatch(
       device,
       kernels.adamw,
-      new ArrayBuffer(32),
-      [b.grads!, b.params!, b.m1!, b.m2!],
+      new ArrayBuffer(48),
+      [b.grads!, b.params!, b.m1!, b.m2!, b.decay!, b.stats!],
       strideGroups(P, this.budget),
     );
   }
@@ -224,12 +247,14 @@ export class TrainingEngine {
    * named and shaped by the layout (float32, float16 bits, or int8 with its scale).
    */
   async gradient(
-    inputs: Float32Array,
+    inputs: Float32Array | Int32Array,
     labels: Int32Array,
     encoding: Encoding = "fp32",
+    options: StepOptions = {},
   ): Promise<StepStats & { tensors: Tensor[] }> {
-    const plan = this.prepare(inputs, labels);
+    const plan = this.prepare(inputs, labels, options);
     const encoder = this.device.createCommandEncoder();
+    for (const buffer of plan.clears) encoder.clearBuffer(buffer);
     const pass = encoder.beginComputePass();
     for (const d of plan.step) record(pass, d);
     const extra = encoding === "fp16" ? plan.packFp16 : encoding === "int8" ? plan.packInt8 : [];
@@ -287,11 +312,12 @@ export class TrainingEngine {
 
   /** One local training step: the batch's gradient, then an optimizer step on the GPU. */
   async train(
-    inputs: Float32Array,
+    inputs: Float32Array | Int32Array,
     labels: Int32Array,
     optimizer: LocalOptimizerConfig,
+    options: StepOptions = {},
   ): Promise<StepStats> {
-    const plan = this.prepare(inputs, labels);
+    const plan = this.prepare(inputs, labels, options);
     const P = this.layout.size;
     let step: Dispatch;
     if (optimizer.kind === "sgd") {
@@ -316,11 +342,14 @@ export class TrainingEngine {
         { f32: optimizer.weightDecay ?? 0 },
         { f32: 1 - beta1 ** t },
         { f32: 1 - beta2 ** t },
+        { f32: optimizer.maxGradNorm ?? 0 },
+        2, // stats[2]: the gradient's norm, from the step's grad_norm
       ]);
       this.device.queue.writeBuffer(this.adamw.uniform, 0, u);
       step = this.adamw;
     }
     const encoder = this.device.createCommandEncoder();
+    for (const buffer of plan.clears) encoder.clearBuffer(buffer);
     const pass = encoder.beginComputePass();
     for (const d of plan.step) record(pass, d);
     record(pass, step);
@@ -371,14 +400,13 @@ export class TrainingEngine {
   }
 
   /** Writes the batch and returns the (cached) dispatches for its size. */
-  private prepare(inputs: Float32Array, labels: Int32Array): Plan {
+  private prepare(
+    inputs: Float32Array | Int32Array,
+    labels: Int32Array,
+    options: StepOptions,
+  ): Plan {
     this.assertAlive();
-    const batch = labels.length;
-    const width = this.spec.inputShape.reduce((a, b) => a * b, 1);
-    if (batch < 1 || batch > this.maxBatch)
-      throw new Error(`batch of ${batch} outside 1..${this.maxBatch}`);
-    if (inputs.length !== batch * width)
-      throw new Error(`inputs hold ${inputs.length} values, expected ${batch} × ${width}`);
+    const batch = this.checkBatch(inputs, labels);
     const q = this.device.queue;
     q.writeBuffer(
       this.buffers.input!,
@@ -399,15 +427,63 @@ export class TrainingEngine {
       plan = this.buildPlan(batch);
       this.plans.set(batch, plan);
     }
+    plan.setDropout?.(options.dropoutSeed ?? this.spec.seed * 1_000_003 + ++this.dropoutSteps);
     return plan;
   }
 
+  /** The batch size (samples, or sequences for a GPT) of a well-formed batch; throws otherwise. */
+  private checkBatch(inputs: Float32Array | Int32Array, labels: Int32Array): number {
+    const t = this.spec.transformer;
+    if (t) {
+      const T = t.contextLength;
+      const batch = labels.length / T;
+      if (!Number.isInteger(batch) || batch < 1 || batch > this.maxBatch)
+        throw new Error(`${labels.length} targets are not 1..${this.maxBatch} rows of ${T}`);
+      if (!(inputs instanceof Int32Array) || inputs.length !== labels.length)
+        throw new Error(`a GPT takes ${labels.length} tokens as an Int32Array`);
+      for (let i = 0; i < inputs.length; i++) {
+        if (
+          !(
+            inputs[i]! >= 0 &&
+            inputs[i]! < t.vocabSize &&
+            labels[i]! >= 0 &&
+            labels[i]! < t.vocabSize
+          )
+        )
+          throw new Error(
+            `token ${inputs[i]} or target ${labels[i]} at ${i} outside the vocabulary`,
+          );
+      }
+      return batch;
+    }
+    const batch = labels.length;
+    const width = this.spec.inputShape.reduce((a, b) => a * b, 1);
+    if (batch < 1 || batch > this.maxBatch)
+      throw new Error(`batch of ${batch} outside 1..${this.maxBatch}`);
+    if (!(inputs instanceof Float32Array) || inputs.length !== batch * width)
+      throw new Error(`inputs hold ${inputs.length} values, expected ${batch} × ${width} floats`);
+    return batch;
+  }
+
   private buildPlan(B: number): Plan {
+    if (this.spec.transformer) {
+      const gpt = buildGptPlan(
+        {
+          device: this.device,
+          spec: this.spec,
+          layout: this.layout,
+          buffers: this.buffers,
+          matmul: this.matmul,
+          budget: this.budget,
+        },
+        B,
+      );
+      return { batch: B, ...gpt, ...this.tail(gpt.step) };
+    }
     const device = this.device;
     const b = this.buffers;
     const layers = denseLayers(this.spec);
     const slots = this.layout.slots;
-    const P = this.layout.size;
     const step: Dispatch[] = [];
     const add = (...args: Parameters<typeof prepareDispatch>) =>
       step.push(prepareDispatch(...args));
@@ -421,16 +497,9 @@ export class TrainingEngine {
       add(
         device,
         this.matmul.forward,
-        uniformOf([B, layer.outputs, layer.inputs, 0, w.offset, 0, 0, 0]),
+        uniformOf([B, layer.outputs, layer.inputs, 0, w.offset, 0, 1, bias.offset]),
         [input(i), b.params!, b[`z${i}`]!],
         matmulGroups(B, layer.outputs, this.budget),
-      );
-      add(
-        device,
-        kernels.biasAddForward,
-        uniformOf([B, layer.outputs, bias.offset, 0]),
-        [b.params!, b[`z${i}`]!],
-        strideGroups(n, this.budget),
       );
       if (layer.activation !== "none") {
         const kernel = layer.activation === "relu" ? kernels.reluForward : kernels.geluForward;
@@ -496,6 +565,17 @@ export class TrainingEngine {
         dIn = dOut;
       }
     }
+    return { batch: B, step, clears: [], ...this.tail(step) };
+  }
+
+  /** Appends the gradient norm to a step, and prepares the packers of its update. */
+  private tail(step: Dispatch[]): { packFp16: Dispatch[]; packInt8: Dispatch[] } {
+    const device = this.device;
+    const b = this.buffers;
+    const slots = this.layout.slots;
+    const P = this.layout.size;
+    const add = (...args: Parameters<typeof prepareDispatch>) =>
+      step.push(prepareDispatch(...args));
     const groups = reductionGroups(P);
     const norm = uniformOf([P, groups, 2, 0]);
     add(
@@ -533,6 +613,6 @@ export class TrainingEngine {
         strideGroups(Math.ceil(P / 4), this.budget),
       ),
     ];
-    return { batch: B, step, packFp16, packInt8 };
+    return { packFp16, packInt8 };
   }
 }
