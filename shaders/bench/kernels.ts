@@ -1,7 +1,7 @@
 // `pnpm bench:kernels`: serves bench/page with Vite, opens it in Debian's headless Chromium with
 // WebGPU (the same flags as the tests), runs the benchmark in the page and prints the figures.
 // On a machine without a GPU the adapter is SwiftShader, which runs WebGPU on the CPU: every
-// figure is then a CPU figure, and the table says so.
+// figure is then a CPU figure, and the table says so. `--gpt`: only the GPT's figures.
 import { fileURLToPath } from "node:url";
 import { chromium } from "playwright";
 import { createServer } from "vite";
@@ -47,7 +47,13 @@ try {
       (globalThis as unknown as { runBench: (o: typeof options) => Promise<BenchResult> }).runBench(
         options,
       ),
-    { shapes: SHAPES, batches: BATCHES, attentionShapes: ATTENTION_SHAPES, gptBatch: GPT_BATCH },
+    {
+      shapes: SHAPES,
+      batches: BATCHES,
+      attentionShapes: ATTENTION_SHAPES,
+      gptBatch: GPT_BATCH,
+      gptOnly: process.argv.includes("--gpt"),
+    },
   );
   printReport(result);
 } finally {

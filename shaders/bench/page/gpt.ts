@@ -1,8 +1,8 @@
 // The GPT half of `pnpm bench:kernels`: causal attention forward+backward, and training tokens/s
 // of the Shakespeare GPT (2 layers, 4 heads, width 64, context 64) with Adam on the same seeded
 // batches, in our engine and in TensorFlow.js WebGPU (the same model written with tf ops, its
-// gradient from tf's autodiff). The losses after a few steps show it is the same model.
-// jax-js is not written yet (see the closing note of issue 13).
+// gradient from tf's autodiff), and in jax-js (the same again with jax's `valueAndGrad`, jitted).
+// The losses after a few steps show it is the same model.
 import {
   decodeTextShard,
   encodeTextShard,
@@ -12,6 +12,7 @@ import {
   seededRandom,
   textBatch,
 } from "@pangea/shared";
+import type * as jaxNamespace from "@jax-js/jax";
 import type * as tfNamespace from "@tensorflow/tfjs-core";
 import text from "../../../shared/data/tinyshakespeare.txt?raw";
 import { attentionKernels } from "../../src/kernels/index.ts";
@@ -140,6 +141,127 @@ function tfGpt(tf: Tf, spec: ModelSpec) {
   };
 }
 
+type Jax = typeof jaxNamespace;
+type JaxArray = jaxNamespace.Array;
+
+/**
+ * The GPT in jax-js: the loss as a function of the parameters (in layout order), its value and
+ * gradient from `valueAndGrad`, jitted; Adam written out as jax-js reads it. jax-js counts
+ * references: every array is consumed by the call it is passed to, so a second use takes `.ref`.
+ */
+function jaxGpt(jax: Jax, spec: ModelSpec, B: number) {
+  const np = jax.numpy;
+  const t = spec.transformer!;
+  const { width: C, heads: H, contextLength: T, vocabSize: V } = t;
+  const hs = C / H;
+  const N = B * T;
+  const slots = parameterLayout(spec).slots;
+  const index = new Map(slots.map((s, i) => [s.name, i]));
+  const init = initParameters(spec);
+  const fresh = () =>
+    slots.map((s) => np.array(init.slice(s.offset, s.offset + s.size)).reshape(s.shape));
+  const layernorm = (x: JaxArray, w: JaxArray, b: JaxArray) => {
+    const centered = x.ref.sub(np.mean(x, -1, { keepdims: true }));
+    const variance = np.mean(np.square(centered.ref), -1, { keepdims: true });
+    return centered
+      .div(np.sqrt(variance.add(1e-5)))
+      .mul(w)
+      .add(b);
+  };
+  const loss = (
+    params: JaxArray[],
+    tokens: JaxArray,
+    targets: JaxArray,
+    positions: JaxArray,
+    future: JaxArray,
+  ) => {
+    const w = (name: string) => params[index.get(name)!]!;
+    let x = np.take(w("wte.weight").ref, tokens, 0).add(np.take(w("wpe.weight"), positions, 0));
+    const linear = (h: JaxArray, name: string) =>
+      np.matmul(h, w(`${name}.weight`)).add(w(`${name}.bias`));
+    for (let l = 0; l < t.layers; l++) {
+      const b = `blocks.${l}`;
+      const h = layernorm(x.ref, w(`${b}.ln1.weight`), w(`${b}.ln1.bias`));
+      const [q, k, v] = np.split(linear(h, `${b}.attn.qkv`), 3, 1) as [
+        JaxArray,
+        JaxArray,
+        JaxArray,
+      ];
+      const heads = (a: JaxArray) => a.reshape([B, T, H, hs]).transpose([0, 2, 1, 3]);
+      const scores = np
+        .matmul(heads(q), k.reshape([B, T, H, hs]).transpose([0, 2, 3, 1]))
+        .mul(1 / Math.sqrt(hs))
+        .add(future.ref);
+      const y = np.matmul(jax.nn.softmax(scores, -1), heads(v));
+      x = x.add(linear(y.transpose([0, 2, 1, 3]).reshape([N, C]), `${b}.attn.proj`));
+      const h2 = layernorm(x.ref, w(`${b}.ln2.weight`), w(`${b}.ln2.bias`));
+      const mlp = jax.nn.gelu(linear(h2, `${b}.mlp.fc`), { approximate: true });
+      x = x.add(linear(mlp, `${b}.mlp.proj`));
+    }
+    future.dispose();
+    const final = layernorm(x, w("lnf.weight"), w("lnf.bias"));
+    const logits = np.matmul(final, w("wte.weight").transpose());
+    const picked = jax.nn.logSoftmax(logits, -1).mul(jax.nn.oneHot(targets, V));
+    return np.mean(picked.sum(-1)).mul(-1);
+  };
+  const gradient = jax.jit(jax.valueAndGrad(loss));
+  const adam = jax.jit(
+    (p: JaxArray, g: JaxArray, m: JaxArray, v: JaxArray, c1: JaxArray, c2: JaxArray) => {
+      const m2 = m.mul(0.9).add(g.ref.mul(0.1));
+      const v2 = v.mul(0.999).add(g.ref.mul(g).mul(0.001));
+      const stepped = p.sub(
+        m2.ref
+          .div(c1)
+          .div(np.sqrt(v2.ref.div(c2)).add(1e-8))
+          .mul(LEARNING_RATE),
+      );
+      return [stepped, m2, v2];
+    },
+  );
+  const positions = Int32Array.from({ length: N }, (_, i) => i % T);
+  const future = Float32Array.from({ length: T * T }, (_, i) =>
+    i % T > Math.floor(i / T) ? -1e9 : 0,
+  );
+  let params = fresh();
+  let m1 = slots.map((s) => np.zeros(s.shape));
+  let m2 = slots.map((s) => np.zeros(s.shape));
+  let steps = 0;
+  const disposeAll = (arrays: JaxArray[]) => {
+    for (const a of arrays) a.dispose();
+  };
+  return {
+    reset() {
+      disposeAll([...params, ...m1, ...m2]);
+      params = fresh();
+      m1 = slots.map((s) => np.zeros(s.shape));
+      m2 = slots.map((s) => np.zeros(s.shape));
+      steps = 0;
+    },
+    async step(tokens: Int32Array, targets: Int32Array): Promise<number> {
+      steps++;
+      const [value, grads] = gradient(
+        params.map((p) => p.ref),
+        np.array(tokens, { dtype: np.int32 }),
+        np.array(targets, { dtype: np.int32 }),
+        np.array(positions, { dtype: np.int32 }),
+        np.array(future).reshape([T, T]),
+      ) as unknown as [JaxArray, JaxArray[]];
+      const c1 = 1 - 0.9 ** steps;
+      const c2 = 1 - 0.999 ** steps;
+      const next = params.map((p, i) =>
+        adam(p, grads[i]!, m1[i]!, m2[i]!, np.array([c1]), np.array([c2])),
+      ) as unknown as JaxArray[][];
+      params = next.map((r) => r[0]!);
+      m1 = next.map((r) => r[1]!);
+      m2 = next.map((r) => r[2]!);
+      return (await value.data())[0]!;
+    },
+    dispose() {
+      disposeAll([...params, ...m1, ...m2]);
+    },
+  };
+}
+
 /** Best seconds per step over three timings of `steps` steps, after a warm-up. */
 async function secondsPerStep(step: (i: number) => Promise<unknown>, steps: number) {
   await step(0);
@@ -241,6 +363,7 @@ export async function benchAttention(
 export async function benchGptTraining(
   device: { device: GPUDevice; adapter: AdapterReport },
   tf: Tf | null,
+  jax: Jax | null,
   spec: ModelSpec,
   batch: number,
   log: (line: string) => void,
@@ -296,6 +419,19 @@ export async function benchGptTraining(
     model.dispose();
   } else
     rows.push({ library: "tfjs-webgpu", tokensPerSecond: null, loss: null, note: "did not start" });
-  rows.push({ library: "jax-js", tokensPerSecond: null, loss: null, note: "not written yet" });
+  if (jax) {
+    try {
+      const model = jaxGpt(jax, spec, batch);
+      await measure(
+        "jax-js",
+        () => model.reset(),
+        (i) =>
+          model.step(batches[i % batches.length]!.inputs, batches[i % batches.length]!.targets),
+      );
+      model.dispose();
+    } catch (error) {
+      rows.push({ library: "jax-js", tokensPerSecond: null, loss: null, note: why(error) });
+    }
+  } else rows.push({ library: "jax-js", tokensPerSecond: null, loss: null, note: "did not start" });
   return rows;
 }

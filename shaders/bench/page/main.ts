@@ -280,6 +280,8 @@ export async function runBench(options: {
   batches: number[];
   attentionShapes: Array<[number, number, number, number]>;
   gptBatch: number;
+  /** Only the GPT's figures (attention and training), skipping matmul and the MLP. */
+  gptOnly?: boolean;
 }): Promise<BenchResult> {
   const ours = await acquireDevice();
   log(`adapter: ${ours.adapter.description} (software fallback: ${ours.adapter.softwareFallback})`);
@@ -296,7 +298,7 @@ export async function runBench(options: {
 
   const matmul: MatmulRow[] = [];
   const budget = workgroupBudget(ours.adapter);
-  for (const shape of options.shapes) {
+  for (const shape of options.gptOnly ? [] : options.shapes) {
     const [m, k, n] = shape;
     const flops = 2 * m * k * n;
     const ourMatmul = (software: boolean) =>
@@ -338,7 +340,7 @@ export async function runBench(options: {
   const training: TrainingRow[] = [];
   const largest = Math.max(...options.batches);
   const engine = await TrainingEngine.create(mnistMlp, { maxBatch: largest, device: ours });
-  for (const size of options.batches) {
+  for (const size of options.gptOnly ? [] : options.batches) {
     const batches = batchesOf(size, 16);
     const contenders: Array<[string, () => Trainer]> = [["pangea", () => oursTrainer(engine)]];
     if (tfReady) contenders.push(["tfjs-webgpu", () => tfTrainer(tf)]);
@@ -373,7 +375,14 @@ export async function runBench(options: {
   engine.destroy();
   const tfOrNull = tfReady ? tf : null;
   const attention = await benchAttention(ours, tfOrNull, options.attentionShapes, log);
-  const gpt = await benchGptTraining(ours, tfOrNull, shakespeareGpt, options.gptBatch, log);
+  const gpt = await benchGptTraining(
+    ours,
+    tfOrNull,
+    jaxProblem ? null : jax,
+    shakespeareGpt,
+    options.gptBatch,
+    log,
+  );
   return {
     adapter: ours.adapter,
     userAgent: navigator.userAgent,
