@@ -150,6 +150,7 @@ describe("elementwise and reduction kernels", () => {
     [64, 10],
     [300, 10],
     [37, 257],
+    [1024, 65], // a GPT's positions over Tiny Shakespeare's characters
   ])("fused softmax cross-entropy: loss, correct count and dlogits at M=%i C=%i", async (m, c) => {
     const logits = random(m * c, 5);
     const labels = Int32Array.from({ length: m }, (_, i) => (i * 7) % c);
