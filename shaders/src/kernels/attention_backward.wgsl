@@ -6,27 +6,14 @@
 //   key    one thread per key s: dk_s = Σ_{t ≥ s} dS[t,s]·q_t / √hs and dv_s = Σ_{t ≥ s} P[t,s]·dout_t,
 //          query tiles (q and dout rows) staged in workgroup memory. Runs after query (reads δ).
 // Each thread writes only its own rows of dqkv: no atomics, fixed summation order.
-// Dispatch: (G, 1, 1) for each entry point, as the forward. CPU reference: attentionBackward.
+// attention.wgsl is prepended. Dispatch: as the forward, for each entry point.
+// CPU reference: attentionBackward.
 
-struct Dims { B: u32, T: u32, C: u32, H: u32 }
-
-// MAX_HEAD and TILE are specialized per head size (attentionKernels in index.ts rewrites these
-// two lines): private rows of MAX_HEAD floats, and tiles that fill 16 KiB of workgroup memory.
-const MAX_HEAD = 128u;
-const TILE = 16u;
-const BLOCK = 64u;
-const STAGED = TILE * MAX_HEAD;
-
-@group(0) @binding(0) var<uniform> dims: Dims;
-@group(0) @binding(1) var<storage, read> qkv: array<f32>;
 @group(0) @binding(2) var<storage, read> out: array<f32>;
 @group(0) @binding(3) var<storage, read> lse: array<f32>;
 @group(0) @binding(4) var<storage, read> dout: array<f32>;
 @group(0) @binding(5) var<storage, read_write> dqkv: array<f32>;
 @group(0) @binding(6) var<storage, read_write> delta: array<f32>;
-
-var<workgroup> As: array<f32, STAGED>; // TILE × MAX_HEAD: k rows (query) or q rows (key)
-var<workgroup> Bs: array<f32, STAGED>; // v rows (query) or dout rows (key)
 
 @compute @workgroup_size(64)
 fn query(
@@ -39,12 +26,12 @@ fn query(
   let H = dims.H;
   let hs = C / H;
   let scale = inverseSqrt(f32(hs));
-  let blocks = (T + BLOCK - 1u) / BLOCK;
-  for (var item = wid.x; item < blocks * dims.B * H; item += groups.x) {
-    let bh = item / blocks;
-    let b = bh / H;
-    let h = bh % H;
-    let t0 = (item % blocks) * BLOCK;
+  for (var item = wid.x; item < blockCount(); item += groups.x) {
+    let block = blockOf(item);
+    let b = block.b;
+    let h = block.h;
+    let bh = block.bh;
+    let t0 = block.first;
     let t = t0 + lid.x;
     let inRange = t < T;
     let row = b * T + min(t, T - 1u);
@@ -62,18 +49,7 @@ fn query(
     let keys = min(T, t0 + BLOCK);
     for (var k0 = 0u; k0 < keys; k0 += TILE) {
       workgroupBarrier();
-      for (var idx = lid.x; idx < TILE * hs; idx += BLOCK) {
-        let s = k0 + idx / hs;
-        var kv = 0.0;
-        var vv = 0.0;
-        if (s < T) {
-          let at = (b * T + s) * 3u * C + h * hs + idx % hs;
-          kv = qkv[at + C];
-          vv = qkv[at + 2u * C];
-        }
-        As[idx] = kv;
-        Bs[idx] = vv;
-      }
+      stageKeys(lid.x, b, h, k0);
       workgroupBarrier();
       if (inRange && k0 <= t) {
         let count = min(TILE, t + 1u - k0);
@@ -107,12 +83,12 @@ fn key(
   let H = dims.H;
   let hs = C / H;
   let scale = inverseSqrt(f32(hs));
-  let blocks = (T + BLOCK - 1u) / BLOCK;
-  for (var item = wid.x; item < blocks * dims.B * H; item += groups.x) {
-    let bh = item / blocks;
-    let b = bh / H;
-    let h = bh % H;
-    let s0 = (item % blocks) * BLOCK;
+  for (var item = wid.x; item < blockCount(); item += groups.x) {
+    let block = blockOf(item);
+    let b = block.b;
+    let h = block.h;
+    let bh = block.bh;
+    let s0 = block.first;
     let s = s0 + lid.x;
     let inRange = s < T;
     let row = b * T + min(s, T - 1u);

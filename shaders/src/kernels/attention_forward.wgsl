@@ -1,30 +1,15 @@
 // attention_forward: causal multi-head self-attention, fused (FlashAttention's forward): no T×T
-// score matrix is ever stored. qkv is [B·T, 3C] (q, k, v side by side; head h in columns
-// h·hs .. (h+1)·hs of each third, hs = C/H); out is [B·T, C]; lse[(b·H + h)·T + t] is the row's
-// log-sum-exp of scores, all the backward needs to rebuild the probabilities.
+// score matrix is ever stored. attention.wgsl is prepended (qkv's layout, blocks, staging).
+// out is [B·T, C]; lse[(b·H + h)·T + t] is the row's log-sum-exp of scores, all the backward
+// needs to rebuild the probabilities.
 // A workgroup takes a block of 64 queries of one (b, h), one thread per query. It walks the keys
-// the block can see in tiles (TILE keys), staged in workgroup memory and shared by the 64 queries; each
-// thread keeps its running max m, its running sum l and its output row o in registers, rescaling
-// them as the max grows (the online softmax). Heads up to 128 wide (MAX_HEAD, checked by
-// checkModelSpec). Dispatch: (G, 1, 1); workgroup w loops over blocks w, w + G, …
-// CPU reference: attentionForward.
+// the block can see in tiles of TILE keys, staged in workgroup memory and shared by the 64
+// queries; each thread keeps its running max m, its running sum l and its output row o in
+// registers, rescaling them as the max grows (the online softmax). Heads up to 128 wide
+// (MAX_HEAD, checked by checkModelSpec). CPU reference: attentionForward.
 
-struct Dims { B: u32, T: u32, C: u32, H: u32 }
-
-// MAX_HEAD and TILE are specialized per head size (attentionKernels in index.ts rewrites these
-// two lines): private rows of MAX_HEAD floats, and tiles that fill 16 KiB of workgroup memory.
-const MAX_HEAD = 128u;
-const TILE = 16u;
-const BLOCK = 64u;
-const STAGED = TILE * MAX_HEAD;
-
-@group(0) @binding(0) var<uniform> dims: Dims;
-@group(0) @binding(1) var<storage, read> qkv: array<f32>;
 @group(0) @binding(2) var<storage, read_write> out: array<f32>;
 @group(0) @binding(3) var<storage, read_write> lse: array<f32>;
-
-var<workgroup> Ks: array<f32, STAGED>; // TILE × MAX_HEAD: key rows of the tile, hs apart
-var<workgroup> Vs: array<f32, STAGED>;
 
 @compute @workgroup_size(64)
 fn main(
@@ -37,12 +22,11 @@ fn main(
   let H = dims.H;
   let hs = C / H;
   let scale = inverseSqrt(f32(hs));
-  let blocks = (T + BLOCK - 1u) / BLOCK;
-  for (var item = wid.x; item < blocks * dims.B * H; item += groups.x) {
-    let bh = item / blocks;
-    let b = bh / H;
-    let h = bh % H;
-    let t0 = (item % blocks) * BLOCK;
+  for (var item = wid.x; item < blockCount(); item += groups.x) {
+    let block = blockOf(item);
+    let b = block.b;
+    let h = block.h;
+    let t0 = block.first;
     let t = t0 + lid.x;
     let inRange = t < T;
     var q: array<f32, MAX_HEAD>;
@@ -57,29 +41,18 @@ fn main(
     let keys = min(T, t0 + BLOCK);
     for (var k0 = 0u; k0 < keys; k0 += TILE) {
       workgroupBarrier();
-      for (var idx = lid.x; idx < TILE * hs; idx += BLOCK) {
-        let s = k0 + idx / hs;
-        var kv = 0.0;
-        var vv = 0.0;
-        if (s < T) {
-          let at = (b * T + s) * 3u * C + h * hs + idx % hs;
-          kv = qkv[at + C];
-          vv = qkv[at + 2u * C];
-        }
-        Ks[idx] = kv;
-        Vs[idx] = vv;
-      }
+      stageKeys(lid.x, b, h, k0);
       workgroupBarrier();
       if (inRange && k0 <= t) {
         let count = min(TILE, t + 1u - k0);
         for (var j = 0u; j < count; j++) {
           var score = 0.0;
-          for (var d = 0u; d < hs; d++) { score = fma(q[d], Ks[j * hs + d], score); }
+          for (var d = 0u; d < hs; d++) { score = fma(q[d], As[j * hs + d], score); }
           let mNew = max(m, score);
           let correction = exp(m - mNew);
           let p = exp(score - mNew);
           l = l * correction + p;
-          for (var d = 0u; d < hs; d++) { o[d] = fma(p, Vs[j * hs + d], o[d] * correction); }
+          for (var d = 0u; d < hs; d++) { o[d] = fma(p, Bs[j * hs + d], o[d] * correction); }
           m = mNew;
         }
       }
@@ -87,7 +60,7 @@ fn main(
     if (inRange) {
       let outAt = (b * T + t) * C + h * hs;
       for (var d = 0u; d < hs; d++) { out[outAt + d] = o[d] / l; }
-      lse[bh * T + t] = m + log(l);
+      lse[block.bh * T + t] = m + log(l);
     }
   }
 }

@@ -2,6 +2,7 @@
 // constants that specialize it, and its workgroup size. src/runtime/pipelines.ts builds each
 // pipeline once per device.
 import adamw from "./adamw.wgsl?raw";
+import attention from "./attention.wgsl?raw";
 import attentionBackward from "./attention_backward.wgsl?raw";
 import attentionForward from "./attention_forward.wgsl?raw";
 import biasBackward from "./bias_backward.wgsl?raw";
@@ -162,14 +163,13 @@ export function attentionKernels(headSize: number): AttentionKernels {
     throw new Error(`a head of ${headSize} is outside 1..${MAX_HEAD_SIZE}`);
   const width = Math.max(4, 2 ** Math.ceil(Math.log2(headSize)));
   const tile = Math.min(64, 2048 / width);
-  const specialize = (source: string) => {
-    const out = source
-      .replace("const MAX_HEAD = 128u;", `const MAX_HEAD = ${width}u;`)
-      .replace("const TILE = 16u;", `const TILE = ${tile}u;`);
-    if (width !== 128 && out === source)
-      throw new Error("attention kernels: nothing to specialize");
-    return out;
-  };
+  // attention.wgsl, specialized, is prepended to both kernels.
+  const prelude = attention
+    .replace("const MAX_HEAD = 128u;", `const MAX_HEAD = ${width}u;`)
+    .replace("const TILE = 16u;", `const TILE = ${tile}u;`);
+  if (width !== 128 && prelude === attention)
+    throw new Error("attention kernels: nothing to specialize");
+  const specialize = (source: string) => `${prelude}\n${source}`;
   const forward = specialize(attentionForward);
   const backward = specialize(attentionBackward);
   return {

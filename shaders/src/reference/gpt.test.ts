@@ -11,6 +11,7 @@ import { decodeText, encodeText, textBatch } from "@pangea/shared/text-shard";
 import { describe, expect, it } from "vitest";
 import { generate, gptLogits, gptLossAndGradient } from "./gpt.ts";
 import { adamwStep, clipByGlobalNorm } from "./ops.ts";
+import { randomArray, worstFiniteDifference } from "./testing.ts";
 import {
   attentionForward,
   dropoutKey,
@@ -19,11 +20,6 @@ import {
   layernormBackward,
   layernormForward,
 } from "./transformer-ops.ts";
-
-function randomArray(n: number, seed: number, scale = 1): Float64Array {
-  const next = seededRandom(seed);
-  return Float64Array.from({ length: n }, () => (next() * 2 - 1) * scale);
-}
 
 const tiny = gptSpec({
   vocabSize: 7,
@@ -44,22 +40,8 @@ describe("the GPT reference", () => {
     const targets = Int32Array.from({ length: B * T }, () => Math.floor(next() * 7));
     const options = { dropoutSeed: 1234 };
     const { grad } = gptLossAndGradient(tiny, params, tokens, targets, B, T, options);
-    const h = 1e-5;
-    let worst = 0;
-    for (let i = 0; i < params.length; i++) {
-      const saved = params[i]!;
-      params[i] = saved + h;
-      const up = gptLossAndGradient(tiny, params, tokens, targets, B, T, options).loss;
-      params[i] = saved - h;
-      const down = gptLossAndGradient(tiny, params, tokens, targets, B, T, options).loss;
-      params[i] = saved;
-      const numeric = (up - down) / (2 * h);
-      worst = Math.max(
-        worst,
-        Math.abs(numeric - grad[i]!) / Math.max(1e-4, Math.abs(numeric) + Math.abs(grad[i]!)),
-      );
-    }
-    expect(worst).toBeLessThan(1e-5);
+    const loss = () => gptLossAndGradient(tiny, params, tokens, targets, B, T, options).loss;
+    expect(worstFiniteDifference(params, grad, loss, 1e-5, 1e-4)).toBeLessThan(1e-5);
   });
 
   it("is causal: a later token changes no earlier logit", () => {

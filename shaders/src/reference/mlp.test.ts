@@ -16,11 +16,7 @@ import {
   sgdMomentumStep,
   softmaxCrossEntropy,
 } from "./ops.ts";
-
-function randomArray(n: number, seed: number, scale = 1): Float64Array {
-  const next = seededRandom(seed);
-  return Float64Array.from({ length: n }, () => (next() * 2 - 1) * scale);
-}
+import { randomArray, worstFiniteDifference } from "./testing.ts";
 
 describe("the CPU reference", () => {
   it.each(["relu", "gelu"] as const)(
@@ -32,22 +28,8 @@ describe("the CPU reference", () => {
       const inputs = randomArray(batch * 5, 2);
       const labels = new Int32Array([0, 2, 1, 2]);
       const { grad } = lossAndGradient(spec, params, inputs, labels, batch);
-      const h = 1e-6;
-      let worst = 0;
-      for (let i = 0; i < params.length; i++) {
-        const saved = params[i]!;
-        params[i] = saved + h;
-        const up = lossAndGradient(spec, params, inputs, labels, batch).loss;
-        params[i] = saved - h;
-        const down = lossAndGradient(spec, params, inputs, labels, batch).loss;
-        params[i] = saved;
-        const numeric = (up - down) / (2 * h);
-        worst = Math.max(
-          worst,
-          Math.abs(numeric - grad[i]!) / Math.max(1e-3, Math.abs(numeric) + Math.abs(grad[i]!)),
-        );
-      }
-      expect(worst).toBeLessThan(1e-6);
+      const loss = () => lossAndGradient(spec, params, inputs, labels, batch).loss;
+      expect(worstFiniteDifference(params, grad, loss, 1e-6, 1e-3)).toBeLessThan(1e-6);
     },
   );
 
