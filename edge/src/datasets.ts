@@ -1,24 +1,29 @@
-// The datasets a run object can train on. MNIST comes from the built web UI's static assets as
-// one compact shard (7.9 MB; see shared/src/data/mnist-shard.ts), fetched once per isolate and
-// shared by every run object in it: the Worker's script carries no dataset, and an isolate
-// holds MNIST in about 11 MB (byte-coded training images, float held-out ones).
+// The datasets a run object can train on, as shards from the built web UI's static assets
+// (MNIST 7.9 MB, Tiny Shakespeare 1.1 MB; written by client-web/scripts/datasets.ts), fetched
+// once per isolate and shared by every run object in it: the Worker's script carries no dataset.
 import type { DatasetSources } from "@pangea/coordinator/core";
-import { decodeMnistShard, MNIST_SHARD_PATH, type MnistSplit } from "@pangea/shared/mnist-shard";
+import { MNIST_SHARD_PATH } from "@pangea/shared/image-shard";
+import { SHAKESPEARE_SHARD_PATH } from "@pangea/shared/text-shard";
 
-let mnist: Promise<MnistSplit> | undefined;
+const PATHS: Record<string, string> = {
+  mnist: MNIST_SHARD_PATH,
+  shakespeare: SHAKESPEARE_SHARD_PATH,
+};
+const loaded = new Map<string, Promise<Uint8Array>>();
 
-/** Fetches and decodes the shard (once per isolate; again after a failure). */
-function loadMnist(assets: Fetcher): Promise<MnistSplit> {
-  mnist ??= (async () => {
-    const response = await assets.fetch(`https://assets${MNIST_SHARD_PATH}`);
-    if (!response.ok)
-      throw new Error(`${MNIST_SHARD_PATH}: ${response.status} (is the web UI built?)`);
-    return decodeMnistShard(new Uint8Array(await response.arrayBuffer()));
-  })().catch((e: unknown) => {
-    mnist = undefined;
-    throw e;
-  });
-  return mnist;
+/** Fetches a shard (once per isolate; again after a failure). */
+function fetchShard(assets: Fetcher, path: string): Promise<Uint8Array> {
+  let bytes = loaded.get(path);
+  if (!bytes) {
+    bytes = (async () => {
+      const response = await assets.fetch(`https://assets${path}`);
+      if (!response.ok) throw new Error(`${path}: ${response.status} (is the web UI built?)`);
+      return new Uint8Array(await response.arrayBuffer());
+    })();
+    bytes.catch(() => loaded.delete(path));
+    loaded.set(path, bytes);
+  }
+  return bytes;
 }
 
 /**
@@ -27,17 +32,19 @@ function loadMnist(assets: Fetcher): Promise<MnistSplit> {
  * with the reason, and changes nothing else.
  */
 export async function edgeDatasets(assets: Fetcher | undefined): Promise<DatasetSources> {
-  let split: MnistSplit | Error;
-  try {
-    if (!assets) throw new Error("no ASSETS binding");
-    split = await loadMnist(assets);
-  } catch (e) {
-    split = e instanceof Error ? e : new Error(String(e));
+  const sources: Record<string, () => Uint8Array> = {};
+  for (const [name, path] of Object.entries(PATHS)) {
+    let shard: Uint8Array | Error;
+    try {
+      if (!assets) throw new Error("no ASSETS binding");
+      shard = await fetchShard(assets, path);
+    } catch (e) {
+      shard = e instanceof Error ? e : new Error(String(e));
+    }
+    sources[name] = () => {
+      if (shard instanceof Error) throw shard;
+      return shard;
+    };
   }
-  return {
-    mnist: () => {
-      if (split instanceof Error) throw split;
-      return split;
-    },
-  };
+  return sources;
 }

@@ -36,7 +36,11 @@ describe("the Durable Object store", () => {
       sim.addWorker({ runId: run.id });
       sim.runUntil(() => run.record.state === "finished");
       const points = store.metrics(run.id);
-      expect(points.map((p) => p.version)).toEqual([1, 2, 3]);
+      // A point per committed version, and the evaluation of the last (the run finished).
+      expect(points.filter((p) => p.testLoss === undefined).map((p) => p.version)).toEqual([
+        1, 2, 3,
+      ]);
+      expect(points.filter((p) => p.testLoss !== undefined).map((p) => p.version)).toEqual([3]);
       expect(store.metrics(run.id, 1).map((p) => p.version)).toEqual([3]);
       const sessions = store.sessions(run.id);
       expect(sessions).toHaveLength(1);

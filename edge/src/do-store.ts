@@ -82,6 +82,17 @@ export class DoSqliteStore implements Store {
     this.sql.exec("UPDATE runs SET record = ? WHERE id = ?", JSON.stringify(record), record.id);
   }
 
+  /** One event's writes are one transaction on a Durable Object's storage. */
+  recordEvaluation(record: RunRecord, point: MetricPoint): void {
+    this.updateRun(record);
+    this.sql.exec(
+      "INSERT INTO metrics (run_id, version, point) VALUES (?, ?, ?)",
+      point.runId,
+      point.version,
+      JSON.stringify(point),
+    );
+  }
+
   metrics(runId: string, limit = 10_000): MetricPoint[] {
     return this.sql
       .exec<{ point: string }>(

@@ -41,6 +41,9 @@ struct TrainingBatch {
   # --- extensions
   epoch @4 :UInt32;
   index @5 :UInt32;     # the batch's position in its epoch's seeded order
+  offsets @6 :List(UInt32);  # data by reference: where the batch's samples are in the run's
+                             # dataset shard (DataSource): sample indices for images, each
+                             # window's first token for text. samples and labels are then absent.
 }
 
 struct MetadataEntry {
@@ -147,6 +150,16 @@ struct Welcome {
   training @6 :TrainingConfig;
   heartbeatMs @7 :UInt32;
   maxFrameBytes @8 :UInt32;      # the largest frame the coordinator accepts from this session
+  data @9 :DataSource;           # the run's dataset shard: leases name batches in it by offsets
+}
+
+# Where a contributor fetches the run's dataset shard (once; it may cache it by hash) and how it
+# checks the bytes before training on them.
+struct DataSource {
+  name @0 :Text;                 # "mnist", "shakespeare", ...
+  url @1 :Text;                  # absolute path on the coordinator's origin, or a full URL
+  sha256 @2 :Text;               # lowercase hex of the shard's bytes
+  bytes @3 :UInt64;
 }
 
 struct ModelSpec {

@@ -1,7 +1,7 @@
 // The admin dashboard: sign in with the admin token, the runs table, a create-run form, and a
 // run page with live charts, the workers table and the run's controls. Everything live comes
 // from server-sent events; nothing polls.
-import { mlpSpec } from "@pangea/shared";
+import { gptSpec, mlpSpec } from "@pangea/shared";
 import { type FormEvent, useEffect, useState } from "react";
 import { LineChart } from "../ui/chart.tsx";
 import { ago, number, percent } from "../ui/format.ts";
@@ -177,33 +177,67 @@ function RunsPage(props: { open: (id: string) => void }) {
   );
 }
 
-const MODELS: Record<string, { label: string; sizes: number[] }> = {
+type Gpt = { layers: number; heads: number; width: number; contextLength: number };
+const MODELS: Record<string, { label: string; sizes?: number[]; gpt?: Gpt }> = {
   "mnist-mlp-784-128-10": { label: "MLP 784-128-10 (MNIST)", sizes: [784, 128, 10] },
   "mnist-mlp-784-256-10": { label: "MLP 784-256-10 (MNIST)", sizes: [784, 256, 10] },
   "mnist-mlp-784-256-128-10": { label: "MLP 784-256-128-10 (MNIST)", sizes: [784, 256, 128, 10] },
+  "gpt-2x64": {
+    label: "GPT 2 layers × 64, 4 heads, context 64 (text, 0.1M)",
+    gpt: { layers: 2, heads: 4, width: 64, contextLength: 64 },
+  },
+  "gpt-4x128": {
+    label: "GPT 4 layers × 128, 4 heads, context 128 (text, 0.8M)",
+    gpt: { layers: 4, heads: 4, width: 128, contextLength: 128 },
+  },
+  "gpt-6x384": {
+    label: "GPT 6 layers × 384, 6 heads, context 256 (nanoGPT's, 10.7M)",
+    gpt: { layers: 6, heads: 6, width: 384, contextLength: 256 },
+  },
+};
+/** Characters in the text datasets' vocabulary (Tiny Shakespeare's 65). */
+const TEXT_VOCABULARY = 65;
+
+const MNIST_FORM = {
+  name: "MNIST",
+  model: "mnist-mlp-784-128-10",
+  dataset: "mnist",
+  strategy: "asynchronous",
+  targetUpdates: "4",
+  stragglerMs: "10000",
+  maxStaleness: "8",
+  buffer: "1",
+  innerSteps: "8",
+  optimizer: "adamw",
+  learningRate: "0.001",
+  batchSize: "64",
+  aggregation: "mean",
+  trim: "0.2",
+  clipNorm: "0",
+  targetAccuracy: "0.95",
+  targetLoss: "0",
+  epochs: "50",
+  versions: "0",
+};
+/** The second preset: the Shakespeare GPT, synchronous data parallel (one click). */
+const GPT_FORM: typeof MNIST_FORM = {
+  ...MNIST_FORM,
+  name: "Shakespeare GPT",
+  model: "gpt-2x64",
+  dataset: "shakespeare",
+  strategy: "synchronous",
+  targetUpdates: "3",
+  stragglerMs: "15000",
+  learningRate: "0.003",
+  batchSize: "16",
+  targetAccuracy: "0",
+  targetLoss: "2.45",
+  epochs: "0",
+  versions: "3000",
 };
 
 function CreateRun(props: { onCreated: (id: string) => void }) {
-  const [f, setF] = useState({
-    name: "MNIST",
-    model: "mnist-mlp-784-128-10",
-    dataset: "mnist",
-    strategy: "asynchronous",
-    targetUpdates: "4",
-    stragglerMs: "10000",
-    maxStaleness: "8",
-    buffer: "1",
-    innerSteps: "8",
-    optimizer: "adamw",
-    learningRate: "0.001",
-    batchSize: "64",
-    aggregation: "mean",
-    trim: "0.2",
-    clipNorm: "0",
-    targetAccuracy: "0.95",
-    epochs: "50",
-    versions: "0",
-  });
+  const [f, setF] = useState(MNIST_FORM);
   const [problems, setProblems] = useState<string[]>([]);
   const set = (key: keyof typeof f) => (e: { target: { value: string } }) =>
     setF({ ...f, [key]: e.target.value });
@@ -215,6 +249,7 @@ function CreateRun(props: { onCreated: (id: string) => void }) {
       "learningRate",
       "batchSize",
       "targetAccuracy",
+      "targetLoss",
       "epochs",
       "versions",
       "trim",
@@ -243,14 +278,23 @@ function CreateRun(props: { onCreated: (id: string) => void }) {
     const model = MODELS[f.model]!;
     const body = {
       name: f.name,
-      model: mlpSpec(model.sizes, { name: f.model }),
+      model: model.gpt
+        ? gptSpec({ ...model.gpt, vocabSize: TEXT_VOCABULARY }, { name: f.model })
+        : mlpSpec(model.sizes!, { name: f.model }),
       dataset: f.dataset,
       batchSize: num("batchSize"),
       strategy,
-      optimizer: { kind: f.optimizer, learningRate: num("learningRate") },
+      optimizer: {
+        kind: f.optimizer,
+        learningRate: num("learningRate"),
+        ...(model.gpt ? { warmupVersions: 20, weightDecay: 0.1, beta2: 0.99 } : {}),
+      },
       aggregation: { kind: f.aggregation, trim: num("trim"), clipNorm: num("clipNorm") },
+      // A language model warms up and evaluates less often (each evaluation is seconds of CPU).
+      ...(model.gpt ? { evaluateEvery: 25 } : {}),
       stop: {
         targetAccuracy: num("targetAccuracy"),
+        targetLoss: num("targetLoss"),
         epochs: num("epochs"),
         versions: num("versions"),
       },
@@ -278,6 +322,15 @@ function CreateRun(props: { onCreated: (id: string) => void }) {
   return (
     <form className="panel create" onSubmit={submit} data-testid="create-run">
       <h2>New run</h2>
+      <div className="controls">
+        Presets:{" "}
+        <button type="button" onClick={() => setF(MNIST_FORM)} data-testid="preset-mnist">
+          MNIST MLP
+        </button>
+        <button type="button" onClick={() => setF(GPT_FORM)} data-testid="preset-gpt">
+          Shakespeare GPT
+        </button>
+      </div>
       <div className="grid">
         {field("name", "Name")}
         <label>
@@ -294,6 +347,7 @@ function CreateRun(props: { onCreated: (id: string) => void }) {
           Dataset
           <select value={f.dataset} onChange={set("dataset")} data-testid="field-dataset">
             <option value="mnist">MNIST (9,000 train / 1,000 test)</option>
+            <option value="shakespeare">Tiny Shakespeare (1.0M / 0.1M characters)</option>
           </select>
         </label>
         <label>
@@ -341,6 +395,7 @@ function CreateRun(props: { onCreated: (id: string) => void }) {
         {f.aggregation === "trimmedMean" && field("trim", "Trim (fraction per end)")}
         {field("clipNorm", "Clip norm", "0 = off")}
         {field("targetAccuracy", "Stop at accuracy", "0 = never")}
+        {field("targetLoss", "or at validation loss (nats)", "0 = never")}
         {field("epochs", "or after epochs", "0 = no limit")}
         {field("versions", "or after versions", "0 = no limit")}
       </div>
@@ -358,6 +413,9 @@ function CreateRun(props: { onCreated: (id: string) => void }) {
   );
 }
 
+/** Nats to bits, as language-model papers report loss per character. */
+const bits = (nats: number) => (nats / Math.LN2).toFixed(3);
+
 function RunPage(props: { runId: string }) {
   const { status, points, live } = useRunEvents(props.runId);
   const [error, setError] = useState("");
@@ -371,6 +429,7 @@ function RunPage(props: { runId: string }) {
     }
   };
   const evaluated = points.filter((p) => p.testAccuracy !== undefined);
+  const text = status.config.model.transformer !== undefined;
   const refused = Object.entries(status.counters.updatesRefused);
   const ended = status.state === "stopped" || status.state === "finished";
   return (
@@ -389,11 +448,29 @@ function RunPage(props: { runId: string }) {
           <dd>
             {status.epoch} ({status.batchesDone} of {status.batchesPerEpoch} batches)
           </dd>
-          <dt>Test accuracy</dt>
-          <dd data-testid="accuracy">
-            {status.evaluation
-              ? `${percent(status.evaluation.accuracy)} (loss ${status.evaluation.loss.toFixed(4)}, version ${status.evaluation.version})`
-              : "not evaluated yet"}
+          {text ? (
+            <>
+              <dt>Validation loss</dt>
+              <dd data-testid="validation-loss">
+                {status.evaluation
+                  ? `${status.evaluation.loss.toFixed(3)} nats (${bits(status.evaluation.loss)} bits) per character, version ${status.evaluation.version}`
+                  : "not evaluated yet"}
+              </dd>
+            </>
+          ) : (
+            <>
+              <dt>Test accuracy</dt>
+              <dd data-testid="accuracy">
+                {status.evaluation
+                  ? `${percent(status.evaluation.accuracy)} (loss ${status.evaluation.loss.toFixed(4)}, version ${status.evaluation.version})`
+                  : "not evaluated yet"}
+              </dd>
+            </>
+          )}
+          <dt>Evaluated by</dt>
+          <dd data-testid="evaluated-by">
+            the coordinator, off its event loop
+            {status.evaluation?.measured ? `, on ${status.evaluation.measured}` : ""}
           </dd>
           <dt>Samples</dt>
           <dd>{number(status.counters.samples)}</dd>
@@ -437,6 +514,14 @@ function RunPage(props: { runId: string }) {
           </p>
         )}
       </div>
+      {text && status.evaluation?.sample !== undefined && (
+        <div className="panel">
+          <h3>Sample from version {status.evaluation.version}</h3>
+          <pre className="sample" data-testid="sample">
+            {status.evaluation.sample}
+          </pre>
+        </div>
+      )}
       <div className="charts">
         <LineChart
           title="Test accuracy (the coordinator's evaluation)"

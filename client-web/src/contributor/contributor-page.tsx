@@ -160,13 +160,34 @@ export function ContributorPage() {
             <dd data-testid="speed">{number(stats?.samplesPerSecond ?? 0)}</dd>
             <dt>This tab's share</dt>
             <dd data-testid="share">{percent(share)}</dd>
-            <dt>Run accuracy</dt>
-            <dd data-testid="accuracy">
-              {status?.evaluation
-                ? `${percent(status.evaluation.accuracy)} at version ${status.evaluation.version}`
-                : "not evaluated yet"}
-            </dd>
+            {status?.config.model.transformer ? (
+              <>
+                <dt>Run validation loss</dt>
+                <dd data-testid="validation-loss">
+                  {status.evaluation
+                    ? `${status.evaluation.loss.toFixed(3)} nats per character at version ${status.evaluation.version}`
+                    : "not evaluated yet"}
+                </dd>
+              </>
+            ) : (
+              <>
+                <dt>Run accuracy</dt>
+                <dd data-testid="accuracy">
+                  {status?.evaluation
+                    ? `${percent(status.evaluation.accuracy)} at version ${status.evaluation.version}`
+                    : "not evaluated yet"}
+                </dd>
+              </>
+            )}
           </dl>
+          {status?.evaluation?.sample !== undefined && (
+            <div>
+              <h3>What the run writes now (version {status.evaluation.version})</h3>
+              <pre className="sample" data-testid="sample">
+                {status.evaluation.sample}
+              </pre>
+            </div>
+          )}
           <div className="controls">
             <button
               type="button"

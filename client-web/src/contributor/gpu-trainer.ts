@@ -1,9 +1,16 @@
 // The tab's Trainer: a lease's batch goes through our WGSL kernels on the tab's GPU. Gradients
 // come back packed as the run asks (fp32, fp16 or int8); local SGD runs its inner steps on the
 // GPU and sends the parameter delta.
-import type { ModelSpec, Tensor, TrainingConfig } from "@pangea/shared";
-import type { Lease, Trainer, WorkResult } from "@pangea/shared/client";
+
 import { type AdapterReport, TrainingEngine } from "@pangea/shaders/runtime";
+import {
+  type Batch,
+  dropoutSeedOf,
+  type ModelSpec,
+  type Tensor,
+  type TrainingConfig,
+} from "@pangea/shared";
+import type { Lease, Trainer, WorkResult } from "@pangea/shared/client";
 
 export class GpuTrainer implements Trainer {
   readonly client;
@@ -37,12 +44,13 @@ export class GpuTrainer implements Trainer {
     this.engine!.setParameterTensors(tensors);
   }
 
-  async work(lease: Lease, training: TrainingConfig): Promise<WorkResult> {
+  async work(lease: Lease, batch: Batch, training: TrainingConfig): Promise<WorkResult> {
     const engine = this.engine!;
-    const inputs = lease.batch.samples.data as Float32Array;
-    const labels = lease.batch.labels.data as Int32Array;
+    const { inputs, labels } = batch;
     if (training.strategy !== "localSgd") {
-      const r = await engine.gradient(inputs, labels, training.updateEncoding);
+      const r = await engine.gradient(inputs, labels, training.updateEncoding, {
+        dropoutSeed: dropoutSeedOf(lease.batch),
+      });
       return {
         tensors: r.tensors,
         encoding: training.updateEncoding,
@@ -69,7 +77,9 @@ export class GpuTrainer implements Trainer {
           };
     let first = { loss: 0, correct: 0 };
     for (let s = 0; s < Math.max(1, lease.innerSteps); s++) {
-      const stats = await engine.train(inputs, labels, optimizer);
+      const stats = await engine.train(inputs, labels, optimizer, {
+        dropoutSeed: dropoutSeedOf(lease.batch, s),
+      });
       if (s === 0) first = stats;
     }
     const end = await engine.parameters();

@@ -1,7 +1,14 @@
 // The contributor's training, off the UI thread: it acquires the GPU, keeps the connection to the
 // coordinator, and trains on leased batches with the WGSL engine. It imports no UI code; the page
 // talks to it only through the messages in worker-protocol.ts.
-import { type Connection, Contributor, connect, type SocketLike } from "@pangea/shared/client";
+import { type DataSource, sha256Hex } from "@pangea/shared";
+import {
+  type Connection,
+  Contributor,
+  connect,
+  fetchShard,
+  type SocketLike,
+} from "@pangea/shared/client";
 import { acquireDevice, WebGpuUnavailableError } from "@pangea/shaders/runtime";
 import { GpuTrainer } from "./gpu-trainer.ts";
 import type { FromWorker, ToWorker } from "./worker-protocol.ts";
@@ -36,6 +43,7 @@ async function start(url: string, runId: string): Promise<void> {
   const c = new Contributor(new GpuTrainer(gpu, navigator.userAgent), {
     runId,
     prefetch: true,
+    loadShard: (source) => cachedShard(url, source),
     onMessage: (p) => {
       if (p.type === "welcome")
         post({
@@ -74,6 +82,31 @@ async function start(url: string, runId: string): Promise<void> {
   connection.done.then(() => {
     if (c.finished) post({ type: "ended", message: "the run has ended; thank you" });
   });
+}
+
+/**
+ * The run's dataset shard from the browser's Cache Storage when this origin fetched it before
+ * (kept by hash, so every run on the same data shares one copy, and a copy that no longer
+ * matches is fetched again), else from the coordinator. The contributor checks the hash again.
+ */
+async function cachedShard(url: string, source: DataSource): Promise<Uint8Array> {
+  const key = new URL(`/__pangea/shards/${source.sha256}`, self.location.origin).toString();
+  let cache: Cache | undefined;
+  try {
+    cache = await caches.open("pangea-datasets");
+    const hit = await cache.match(key);
+    if (hit) {
+      const bytes = new Uint8Array(await hit.arrayBuffer());
+      if (sha256Hex(bytes) === source.sha256) return bytes;
+      await cache.delete(key);
+    }
+  } catch {
+    cache = undefined; // No Cache Storage (a private window may refuse it): fetch every time.
+  }
+  const bytes = await fetchShard(url, source);
+  if (cache && sha256Hex(bytes) === source.sha256)
+    await cache.put(key, new Response(bytes as Uint8Array<ArrayBuffer>)).catch(() => {});
+  return bytes;
 }
 
 self.onmessage = (event: MessageEvent<ToWorker>) => {

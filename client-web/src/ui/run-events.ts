@@ -33,14 +33,25 @@ export interface RunStatus {
   batchesDone: number;
   batchesPerEpoch: number;
   liveLeases: number;
-  evaluation: { version: number; loss: number; accuracy: number } | null;
+  evaluation: {
+    version: number;
+    /** Held-out loss in nats (per character, for text). */
+    loss: number;
+    accuracy: number;
+    measured?: string;
+    /** Text generated from that version (language models). */
+    sample?: string;
+  } | null;
   counters: {
     updatesAccepted: number;
     updatesRefused: Record<string, number>;
     leaseReissues: number;
     samples: number;
   };
-  config: Record<string, unknown> & { model: { name: string }; dataset: string };
+  config: Record<string, unknown> & {
+    model: { name: string; transformer?: unknown };
+    dataset: string;
+  };
   workers: WorkerRow[];
 }
 

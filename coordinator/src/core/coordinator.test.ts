@@ -205,9 +205,8 @@ describe("the coordinator, with headless workers in one process", () => {
 
   it("holds a run's leases within its memory allowance, and still trains", () =>
     withStore((store) => {
-      const sim = new Simulation(store);
       // 16-24-4: 28,448 bytes resident, 135,136 per lease (an update in, a parameter frame out).
-      sim.coordinator = new Coordinator(store, sim.clock, { runMemoryBytes: 300_000 });
+      const sim = new Simulation(store, { runMemoryBytes: 300_000 });
       const run = sim.coordinator.createRun(blobs({ strategy: { kind: "asynchronous" } }));
       expect(sim.coordinator.leaseAllowance(run)).toBe(2);
       for (let i = 0; i < 5; i++) sim.addWorker({ runId: run.id });

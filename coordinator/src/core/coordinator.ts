@@ -5,9 +5,9 @@
 import {
   decodeMessage,
   encodeMessage,
+  type Payload,
   PROTOCOL_VERSION,
   parameterLayout,
-  type Payload,
   type TrainingConfig,
   type WireMessage,
 } from "@pangea/shared";
@@ -21,6 +21,7 @@ import {
   TokenBucket,
 } from "./admission.ts";
 import { type DatasetSources, loadDataset } from "./datasets.ts";
+import { type EvaluationResult, type Evaluator, slicedEvaluator } from "./evaluation.ts";
 import type { Clock, Peer, RunRecord, Store } from "./ports.ts";
 import { type Outgoing, Run } from "./run.ts";
 import {
@@ -60,6 +61,11 @@ export interface CoordinatorOptions {
   runMemoryBytes?: number;
   /** Per-address limits on joining; DEFAULT_ADMISSION where absent. */
   admission?: Partial<AdmissionLimits>;
+  /**
+   * Runs a version's evaluation (held-out loss, a text sample) away from the commit path: a
+   * worker thread on Node; by default a step per turn of the event loop (evaluation.ts).
+   */
+  evaluator?: Evaluator;
 }
 
 /** Parameter-sized float32 buffers a run holds besides the updates it gathers: the parameters,
@@ -169,7 +175,16 @@ export class Coordinator {
 
   /** `id`: where the runtime names runs itself (the edge: a run is its Durable Object's name). */
   createRun(input: RunConfigInput, start = true, id: string = randomId("run")): Run {
-    const config: RunConfig = resolveRunConfig(input);
+    let config: RunConfig;
+    try {
+      config = resolveRunConfig(input);
+    } catch (e) {
+      // Said together with the config's own problems: whether the dataset exists here.
+      const name = input.dataset;
+      if (e instanceof RunConfigError && typeof name === "string" && !this.hasDataset(name))
+        throw new RunConfigError([...e.problems, `dataset: ${name} is not available here`]);
+      throw e;
+    }
     const problems = this.platformProblems(config);
     if (problems.length > 0) throw new RunConfigError(problems);
     const data = loadDataset(config.dataset, config.model, this.datasets);
@@ -230,6 +245,10 @@ export class Coordinator {
     const count = run.layout.size;
     const perLease = 2 * frameBytes(count);
     return Math.max(1, Math.floor((budget - runMemoryBytes(run.config, count)) / perLease));
+  }
+
+  private hasDataset(name: string): boolean {
+    return name === "blobs" || Object.hasOwn(this.datasets, name);
   }
 
   private get datasets(): DatasetSources {
@@ -665,6 +684,12 @@ export class Coordinator {
       training: trainingConfig(run.config),
       heartbeatMs: HEARTBEAT_MS,
       maxFrameBytes: this.maxFrameBytes(),
+      data: {
+        name: run.data.name,
+        url: `/api/runs/${encodeURIComponent(run.id)}/shard`,
+        sha256: run.data.sha256,
+        bytes: run.data.bytes.byteLength,
+      },
     });
     if (!run.active)
       this.reply(
@@ -684,6 +709,7 @@ export class Coordinator {
   }
 
   private route(run: Run, out: Outgoing[]): void {
+    this.startEvaluation(run);
     if (out.length > 0) this.changed(run.id);
     for (const o of out) {
       // A quarantine is written down at once, so that a restart does not lift it.
@@ -704,6 +730,29 @@ export class Coordinator {
         if (peer) this.send(peer, o.payload);
       }
     }
+  }
+
+  /** Starts the run's due evaluation, if any; its result is routed like any other event. */
+  private startEvaluation(run: Run): void {
+    const job = run.takeEvaluation();
+    if (!job) return;
+    const finish = (result: EvaluationResult | Error) => {
+      if (result instanceof Error)
+        console.error(`coordinator: evaluating ${job.runId}@${job.version}: ${result.message}`);
+      if (this.runs.get(run.id) !== run) return;
+      this.route(run, run.evaluated(job, result, this.clock.now()));
+      this.changed(run.id);
+    };
+    const asError = (e: unknown) => (e instanceof Error ? e : new Error(String(e)));
+    let result: ReturnType<Evaluator>;
+    try {
+      result = (this.options.evaluator ?? slicedEvaluator)(job);
+    } catch (e) {
+      finish(asError(e));
+      return;
+    }
+    if (result instanceof Promise) result.then(finish, (e) => finish(asError(e)));
+    else finish(result);
   }
 
   private saveSession(session: Session): void {

@@ -6,8 +6,8 @@ import {
   encodeMessage,
   type GradientUpdate,
   mlpSpec,
-  PROTOCOL_VERSION,
   type Payload,
+  PROTOCOL_VERSION,
 } from "@pangea/shared";
 import { describe, expect, it } from "vitest";
 import { SimulatedClock } from "../testing/simulation.ts";
@@ -104,7 +104,7 @@ function updateFor(
     batchId: lease.batch.batchId,
     leaseId: lease.leaseId,
     baseVersion: lease.baseVersion,
-    sampleCount: lease.batch.labels.shape[0]!,
+    sampleCount: lease.batch.offsets!.length,
     encoding: "fp32",
     kind: "gradient",
     innerSteps: 1,
@@ -146,7 +146,7 @@ describe("a hostile client", () => {
       honest.post(updateFor(l, coordinator, run.id, { loss: 0.5 }));
       expect(honest.last("ack")).toBeDefined();
       expect(run.record.version).toBe(1);
-      expect(run.record.counters.samples).toBe(l.batch.labels.shape[0]);
+      expect(run.record.counters.samples).toBe(l.batch.offsets!.length);
     }));
 
   it("speaks for one session per connection, and a join costs less than it sends back", () =>

@@ -127,6 +127,21 @@ export function createApi(coordinator: Coordinator, options: ApiOptions) {
     return c.json({ runId: run.id, points: coordinator.store.metrics(run.id, limit) });
   });
 
+  // The run's dataset shard, for contributors (leases name batches in it by offsets). Public, as
+  // the data is for anyone who trains; immutable for the run, so caches may keep it.
+  api.get("/api/runs/:id/shard", (c) => {
+    const run = runOr404(c.req.param("id"));
+    if (!run) return c.json({ error: "not found" }, 404);
+    const { bytes, sha256 } = run.data;
+    const etag = `"${sha256}"`;
+    if (c.req.header("if-none-match") === etag) return c.body(null, 304);
+    return c.body(bytes as Uint8Array<ArrayBuffer>, 200, {
+      "content-type": "application/octet-stream",
+      "cache-control": "public, max-age=31536000, immutable",
+      etag,
+    });
+  });
+
   // The runs table, live: the list at once, then again on every change to any run.
   api.get("/api/events", (c) =>
     liveEvents(c, "runs", {

@@ -1,7 +1,14 @@
 // @pangea/coordinator/core: the runtime-agnostic coordinator, for the adapters (Node, the edge).
 export { type AdmissionLimits, admissionFromEnv, DEFAULT_ADMISSION } from "./admission.ts";
 export { Coordinator, type CoordinatorOptions, HEARTBEAT_MS } from "./coordinator.ts";
-export type { DatasetSources, DatasetSplit } from "./datasets.ts";
+export type { DatasetSources, RunData } from "./datasets.ts";
+export {
+  type EvaluationJob,
+  type EvaluationResult,
+  type Evaluator,
+  runEvaluation,
+  slicedEvaluator,
+} from "./evaluation.ts";
 export { createApi, isAdmin, liveEvents, UNAUTHORIZED } from "./http-api.ts";
 export { MemoryStore } from "./memory-store.ts";
 export type * from "./ports.ts";

@@ -37,6 +37,11 @@ export class MemoryStore implements Store {
     s.record = structuredClone(record);
   }
 
+  recordEvaluation(record: RunRecord, point: MetricPoint): void {
+    this.updateRun(record);
+    this.pointsOf(record.id).push({ ...point });
+  }
+
   saveSession(session: SessionRecord): void {
     this.sessionRows.set(session.stats.id, structuredClone(session));
   }

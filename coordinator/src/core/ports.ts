@@ -32,8 +32,18 @@ export interface RunRecord {
   createdAt: number;
   updatedAt: number;
   counters: RunCounters;
-  /** The latest evaluation, if any. */
-  evaluation?: { version: number; loss: number; accuracy: number; at: number };
+  /** The latest evaluation, if any (the coordinator's own: see evaluation.ts). */
+  evaluation?: {
+    version: number;
+    /** Held-out loss in nats (per character, for text). */
+    loss: number;
+    accuracy: number;
+    at: number;
+    /** What was measured, in words. */
+    measured?: string;
+    /** Text generated from that version (language models). */
+    sample?: string;
+  };
 }
 
 /** Everything a run needs to resume at a committed version. */
@@ -89,6 +99,8 @@ export interface Store {
   commitVersion(snapshot: RunSnapshot, metric?: MetricPoint): void;
   /** Changes only the run's row (state, counters). */
   updateRun(record: RunRecord): void;
+  /** An evaluation finished: the run's row (which holds it) and its metric point, together. */
+  recordEvaluation(record: RunRecord, point: MetricPoint): void;
   /** The run's metric history, oldest first, at most `limit` points (the latest ones). */
   metrics(runId: string, limit?: number): MetricPoint[];
   /**

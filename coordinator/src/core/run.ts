@@ -5,16 +5,15 @@
 import {
   type ClientInfo,
   type GradientUpdate,
-  gatherBatch,
   initParameters,
   type ParameterLayout,
   type Payload,
   parameterLayout,
   type Tensor,
 } from "@pangea/shared";
-import { evaluate } from "@pangea/shaders/reference";
 import { aggregate, updateNorm, type WeightedUpdate } from "./aggregate.ts";
-import type { DatasetSplit } from "./datasets.ts";
+import { type RunData, sampleOffset } from "./datasets.ts";
+import type { EvaluationJob, EvaluationResult } from "./evaluation.ts";
 import type {
   MetricPoint,
   RunRecord,
@@ -25,6 +24,7 @@ import type {
 } from "./ports.ts";
 
 export type { SessionStats };
+
 import type { RunConfig } from "./run-config.ts";
 import { batchSamples, type Lease, Scheduler } from "./scheduler.ts";
 import { applyUpdate, initialOptimizerState, type OptimizerState } from "./server-optimizer.ts";
@@ -82,10 +82,10 @@ export class Run {
     progress: RunSnapshot["progress"],
     private readonly store: Store,
     now: number,
-    readonly data: DatasetSplit,
+    readonly data: RunData,
   ) {
     this.layout = parameterLayout(record.config.model);
-    const batches = Math.ceil(this.data.train.count / record.config.batchSize);
+    const batches = Math.ceil(this.data.trainCount / record.config.batchSize);
     this.scheduler = new Scheduler(
       batches,
       record.config.seed,
@@ -97,7 +97,7 @@ export class Run {
   }
 
   /** A new run at version 0, written to the Store. */
-  static create(id: string, config: RunConfig, store: Store, now: number, data: DatasetSplit): Run {
+  static create(id: string, config: RunConfig, store: Store, now: number, data: RunData): Run {
     const parameters = initParameters(config.model, config.model.seed);
     const record: RunRecord = {
       id,
@@ -115,7 +115,7 @@ export class Run {
   }
 
   /** The run as last committed. */
-  static load(snapshot: RunSnapshot, store: Store, now: number, data: DatasetSplit): Run {
+  static load(snapshot: RunSnapshot, store: Store, now: number, data: RunData): Run {
     const { record, parameters, optimizer, progress } = snapshot;
     return new Run(record, parameters, optimizer, progress, store, now, data);
   }
@@ -234,8 +234,10 @@ export class Run {
         "every batch of this epoch is leased or being aggregated; ask again shortly",
         { retryAfterMs: 250 },
       );
-    const indices = batchSamples(this.data.train.count, c.batchSize, c.seed, lease.batch);
-    const batch = gatherBatch(this.data.train, indices);
+    // Data by reference: the lease names where its samples are in the run's shard, which the
+    // session fetched once; the batch itself never crosses the wire.
+    const indices = batchSamples(this.data.trainCount, c.batchSize, c.seed, lease.batch);
+    const offsets = Array.from(indices, (i) => sampleOffset(this.data, c.model, i, lease.epoch));
     return {
       type: "lease",
       leaseId: lease.id,
@@ -246,12 +248,7 @@ export class Run {
         batchId: `${lease.epoch}:${lease.batch}`,
         epoch: lease.epoch,
         index: lease.batch,
-        samples: {
-          shape: [indices.length, ...this.data.train.inputShape],
-          dtype: "float32",
-          data: batch.inputs,
-        },
-        labels: { shape: [indices.length], dtype: "int32", data: batch.labels },
+        offsets,
       },
     };
   }
@@ -464,7 +461,7 @@ export class Run {
   /** The samples of a lease's batch (the last batch of an epoch may be short). */
   private leaseSamples(lease: Lease): number {
     const size = this.config.batchSize;
-    return Math.max(0, Math.min(size, this.data.train.count - lease.batch * size));
+    return Math.max(0, Math.min(size, this.data.trainCount - lease.batch * size));
   }
 
   private expire(now: number): void {
@@ -549,17 +546,11 @@ export class Run {
       workers: [...this.sessions.values()].filter((s) => s.connected && !s.quarantined).length,
     };
     this.lastCommitAt = now;
-    if (r.version % c.evaluateEvery === 0 || epochDone || pausing) {
-      const e = evaluate(c.model, this.parameters, this.data.test);
-      r.evaluation = { version: r.version, loss: e.loss, accuracy: e.accuracy, at: now };
-      metric.testLoss = e.loss;
-      metric.testAccuracy = e.accuracy;
-    }
+    // The evaluation runs after the commit, off this path (see evaluation.ts); its result lands
+    // with `evaluated`, which also applies the accuracy and loss targets.
+    const evaluate = r.version % c.evaluateEvery === 0 || epochDone || pausing;
     const stop = c.stop;
     const reached =
-      (stop.targetAccuracy > 0 &&
-        (r.evaluation?.accuracy ?? 0) >= stop.targetAccuracy &&
-        r.evaluation?.version === r.version) ||
       (stop.epochs > 0 && this.scheduler.epoch >= stop.epochs) ||
       (stop.versions > 0 && r.version >= stop.versions);
     if (reached && !pausing) r.state = "finished";
@@ -585,6 +576,81 @@ export class Run {
       });
     }
     if (epochDone) this.firstCopies.clear();
+    if (evaluate || r.state === "finished") this.evaluationDue = true;
+    return out;
+  }
+
+  // --- evaluation -------------------------------------------------------------------------
+
+  /** A version waits to be evaluated (the latest committed one is, when its turn comes). */
+  private evaluationDue = false;
+  private evaluating = false;
+
+  /** The evaluation to start now, if one is due and none is running; the caller runs it. */
+  takeEvaluation(): EvaluationJob | undefined {
+    if (!this.evaluationDue || this.evaluating) return undefined;
+    this.evaluationDue = false;
+    this.evaluating = true;
+    return {
+      runId: this.id,
+      version: this.record.version,
+      model: this.config.model,
+      parameters: this.parameters.slice(),
+      data: this.data,
+      seed: this.config.seed,
+    };
+  }
+
+  /**
+   * An evaluation's result (or its failure): written to the Store with a metric point, and the
+   * run finishes if it reached its accuracy or loss target.
+   */
+  evaluated(job: EvaluationJob, result: EvaluationResult | Error, now: number): Outgoing[] {
+    this.evaluating = false;
+    if (result instanceof Error) return [];
+    const r = this.record;
+    r.evaluation = {
+      version: job.version,
+      loss: result.loss,
+      accuracy: result.accuracy,
+      at: now,
+      measured: result.measured,
+      ...(result.sample !== undefined ? { sample: result.sample } : {}),
+    };
+    const last = this.store.metrics(r.id, 1)[0];
+    const point: MetricPoint = {
+      runId: r.id,
+      version: job.version,
+      epoch: this.scheduler.epoch,
+      at: now,
+      trainLoss: last?.trainLoss ?? result.loss,
+      samplesPerSecond: last?.samplesPerSecond ?? 0,
+      workers: last?.workers ?? 0,
+      testLoss: result.loss,
+      testAccuracy: result.accuracy,
+    };
+    const stop = this.config.stop;
+    const reached =
+      (stop.targetAccuracy > 0 && result.accuracy >= stop.targetAccuracy) ||
+      (stop.targetLoss > 0 && result.loss <= stop.targetLoss);
+    const out: Outgoing[] = [];
+    if (reached && r.state === "running") {
+      r.state = "finished";
+      r.updatedAt = now;
+      for (const l of this.scheduler.liveLeases()) this.scheduler.revoke(l.id);
+      // What was gathered for the open version is let go, as on a stop: it was never
+      // acknowledged. The run keeps its latest committed version (the evaluated one, or later).
+      this.scheduler.unpend(this.round.map((e) => e.lease));
+      this.round = [];
+      out.push({
+        to: "*",
+        payload: errorPayload("runNotActive", "the run finished: its stop condition was reached"),
+      });
+      // Versions committed while this one was evaluated: the one the run ends with is
+      // evaluated too, so that its last evaluation describes the parameters it keeps.
+      if (job.version < r.version) this.evaluationDue = true;
+    }
+    this.store.recordEvaluation(r, point);
     return out;
   }
 }

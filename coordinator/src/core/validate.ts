@@ -81,6 +81,14 @@ export function checkUpdate(u: GradientUpdate, ctx: UpdateContext): Checked {
       "claimMismatch",
       `lease ${u.leaseId} handed out ${ctx.samples} samples; the update claims ${u.sampleCount}`,
     );
+  // Data by reference: the lease named the batch; an update that says it trained on another
+  // one (its own choice of data) is not the work that was handed out.
+  const batchId = `${lease.epoch}:${lease.batch}`;
+  if (u.batchId !== batchId)
+    return refuse(
+      "claimMismatch",
+      `lease ${u.leaseId} named batch ${batchId}; the update claims ${JSON.stringify(u.batchId.slice(0, 40))}`,
+    );
   if ((u.innerSteps || 1) !== ctx.innerSteps)
     return refuse(
       "claimMismatch",

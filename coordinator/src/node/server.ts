@@ -6,7 +6,8 @@ import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import type { IncomingMessage } from "node:http";
 import type { Duplex } from "node:stream";
 import { serve } from "@hono/node-server";
-import { loadMnistFromPackage } from "@pangea/shared/mnist-node";
+import { mnistShardFromPackage } from "@pangea/shared/mnist-node";
+import { tinyShakespeareShard } from "@pangea/shared/text-node";
 import { type RawData, type WebSocket, WebSocketServer } from "ws";
 import type { AdmissionLimits } from "../core/admission.ts";
 import { Coordinator } from "../core/coordinator.ts";
@@ -14,6 +15,7 @@ import { createApi } from "../core/http-api.ts";
 import type { Peer } from "../core/ports.ts";
 import type { RunConfigInput } from "../core/run-config.ts";
 import { createApp } from "./app.ts";
+import { threadEvaluator } from "./evaluation-thread.ts";
 import { SqliteStore } from "./sqlite-store.ts";
 
 export interface ServerOptions {
@@ -64,10 +66,15 @@ export async function startServer(options: ServerOptions) {
   const log = options.log ?? ((line: string) => console.log(line));
   const startedAt = Date.now();
   const store = new SqliteStore(options.dataDir);
+  const evaluator = threadEvaluator();
   const coordinator = new Coordinator(
     store,
     { now: () => Date.now() },
-    { datasets: { mnist: loadMnistFromPackage }, admission: options.admission },
+    {
+      datasets: { mnist: mnistShardFromPackage, shakespeare: tinyShakespeareShard },
+      admission: options.admission,
+      evaluator,
+    },
   );
   const adminToken = adminTokenFor(options, log);
   if (options.demo && coordinator.runs.size === 0) {
@@ -157,6 +164,7 @@ export async function startServer(options: ServerOptions) {
         resolve();
       }, 2000).unref();
     });
+    await evaluator.close();
     store.close();
   }
 

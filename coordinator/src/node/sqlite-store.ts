@@ -127,6 +127,13 @@ export class SqliteStore implements Store {
     this.statements.record.run(JSON.stringify(record), record.id);
   }
 
+  recordEvaluation(record: RunRecord, point: MetricPoint): void {
+    this.db.transaction(() => {
+      this.statements.record.run(JSON.stringify(record), record.id);
+      this.statements.metric.run(point.runId, point.version, JSON.stringify(point));
+    })();
+  }
+
   saveSession(session: SessionRecord): void {
     this.statements.saveSession.run(
       session.stats.id,

@@ -2,14 +2,18 @@
 // through the real codec and the real core, delivered one at a time from a queue (so no call
 // stack grows with the run), and time moves only when nothing else is left to do. Used by the
 // core's tests; nothing here is a stand-in for the code under test.
-import { loadMnist } from "@pangea/shared/mnist";
+import { mnistShard } from "@pangea/shared/mnist";
 import { Coordinator, type CoordinatorOptions } from "../core/coordinator.ts";
+import { runEvaluation } from "../core/evaluation.ts";
 import { MemoryStore } from "../core/memory-store.ts";
 import type { Clock, Peer, Store } from "../core/ports.ts";
 import { HeadlessWorker, type HeadlessWorkerOptions } from "../worker/headless-worker.ts";
 
-/** MNIST through its JSON imports, which load in Node and in workerd alike. */
-const SIMULATED_DATASETS: CoordinatorOptions = { datasets: { mnist: loadMnist } };
+/**
+ * MNIST through its JSON imports, which load in Node and in workerd alike; evaluations run at
+ * once, inside the event that made them due, so that a simulated run is deterministic.
+ */
+const SIMULATED: CoordinatorOptions = { datasets: { mnist: mnistShard }, evaluator: runEvaluation };
 
 export class SimulatedClock implements Clock {
   constructor(public t = 1_700_000_000_000) {}
@@ -49,9 +53,18 @@ export class Simulation {
   /** Simulated milliseconds each lease takes a worker (its compute time). */
   computeMs = 50;
 
-  constructor(store: Store = new MemoryStore()) {
+  constructor(
+    store: Store = new MemoryStore(),
+    /** Beyond MNIST and inline evaluation: more datasets, platform limits. */
+    readonly options: CoordinatorOptions = {},
+  ) {
     this.store = store;
-    this.coordinator = new Coordinator(store, this.clock, SIMULATED_DATASETS);
+    this.coordinator = new Coordinator(store, this.clock, this.coordinatorOptions());
+  }
+
+  private coordinatorOptions(): CoordinatorOptions {
+    const datasets = { ...SIMULATED.datasets, ...this.options.datasets };
+    return { ...SIMULATED, ...this.options, datasets };
   }
 
   addWorker(options: HeadlessWorkerOptions = {}): HeadlessWorker {
@@ -60,6 +73,14 @@ export class Simulation {
       ...options,
       schedule: (fn, ms) => this.timers.push({ at: this.clock.t + ms, fn }),
       now: () => this.clock.t,
+      // The shard a run serves over HTTP, handed over in process (and checked by its hash).
+      loadShard:
+        options.loadShard ??
+        ((source) => {
+          for (const run of this.coordinator.runs.values())
+            if (run.data.sha256 === source.sha256) return run.data.bytes;
+          throw new Error(`no run serves ${source.name}`);
+        }),
     });
     peer.worker = worker;
     this.workers.set(worker, peer);
@@ -82,7 +103,7 @@ export class Simulation {
   /** Replaces the coordinator with a new one over the same Store (a restart). */
   restart(): void {
     this.queue.length = 0;
-    this.coordinator = new Coordinator(this.store, this.clock, SIMULATED_DATASETS);
+    this.coordinator = new Coordinator(this.store, this.clock, this.coordinatorOptions());
   }
 
   /**

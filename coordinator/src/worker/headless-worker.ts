@@ -2,7 +2,17 @@
 // the float64 CPU reference. `pnpm pangea worker <url>` runs it over a WebSocket; the tests run
 // many of them in one process. `attacks` makes it a misbehaving contributor for the adversarial
 // tests.
-import { type ModelSpec, parameterLayout, type Tensor, type TrainingConfig } from "@pangea/shared";
+
+import { adamwStep, batchLossAndGradient } from "@pangea/shaders/reference";
+import {
+  type Batch,
+  decayMask,
+  dropoutSeedOf,
+  type ModelSpec,
+  parameterLayout,
+  type Tensor,
+  type TrainingConfig,
+} from "@pangea/shared";
 import {
   Contributor,
   type ContributorOptions,
@@ -10,7 +20,6 @@ import {
   type Trainer,
   type WorkResult,
 } from "@pangea/shared/client";
-import { lossAndGradient } from "@pangea/shaders/reference";
 
 export type Attack = "signFlip" | "nan" | "wrongShape" | "foreignLease";
 
@@ -45,36 +54,34 @@ export class CpuTrainer implements Trainer {
     this.params = params;
   }
 
-  work(lease: Lease, training: TrainingConfig): WorkResult {
+  work(lease: Lease, batch: Batch, training: TrainingConfig): WorkResult {
     const model = this.model!;
-    const inputs = lease.batch.samples.data as Float32Array;
-    const labels = lease.batch.labels.data as Int32Array;
-    const n = labels.length;
     const start = this.params!;
     let update: Float32Array;
     let loss: number;
     let correct: number;
     if (training.strategy === "localSgd") {
+      // DiLoCo's inner loop: H steps of the run's local optimizer from the leased version.
       const local = Float64Array.from(start);
-      const velocity = new Float64Array(local.length);
-      const mu = training.localOptimizer === "sgd" ? 0 : training.momentum;
+      const step = localStep(training, model, local.length);
       loss = 0;
       correct = 0;
       for (let s = 0; s < lease.innerSteps; s++) {
-        const r = lossAndGradient(model, local, inputs, labels, n);
+        const r = batchLossAndGradient(model, local, batch, {
+          dropoutSeed: dropoutSeedOf(lease.batch, s),
+        });
         if (s === 0) {
           loss = r.loss;
           correct = r.correct;
         }
-        for (let i = 0; i < local.length; i++) {
-          velocity[i] = mu * velocity[i]! + r.grad[i]! + training.weightDecay * local[i]!;
-          local[i]! -= training.learningRate * velocity[i]!;
-        }
+        step(local, r.grad);
       }
       update = new Float32Array(local.length);
       for (let i = 0; i < local.length; i++) update[i] = start[i]! - local[i]!;
     } else {
-      const r = lossAndGradient(model, start, inputs, labels, n);
+      const r = batchLossAndGradient(model, start, batch, {
+        dropoutSeed: dropoutSeedOf(lease.batch),
+      });
       update = Float32Array.from(r.grad);
       loss = r.loss;
       correct = r.correct;
@@ -97,6 +104,45 @@ export class CpuTrainer implements Trainer {
     }
     return { tensors, encoding: "fp32", loss, correct, leaseId };
   }
+}
+
+/** One step of the run's local optimizer, in place, with its state kept between calls. */
+function localStep(
+  training: TrainingConfig,
+  model: ModelSpec,
+  size: number,
+): (params: Float64Array, grad: Float64Array) => void {
+  const lr = training.learningRate;
+  if (training.localOptimizer === "adamw") {
+    const m1 = new Float64Array(size);
+    const m2 = new Float64Array(size);
+    const decay = decayMask(parameterLayout(model));
+    let t = 0;
+    return (params, grad) =>
+      adamwStep(
+        params,
+        grad,
+        m1,
+        m2,
+        {
+          learningRate: lr,
+          beta1: 0.9,
+          beta2: 0.999,
+          epsilon: 1e-8,
+          weightDecay: training.weightDecay,
+          step: ++t,
+        },
+        decay,
+      );
+  }
+  const mu = training.localOptimizer === "momentum" ? training.momentum : 0;
+  const velocity = new Float64Array(size);
+  return (params, grad) => {
+    for (let i = 0; i < params.length; i++) {
+      velocity[i] = mu * velocity[i]! + grad[i]! + training.weightDecay * params[i]!;
+      params[i]! -= lr * velocity[i]!;
+    }
+  };
 }
 
 export class HeadlessWorker extends Contributor {

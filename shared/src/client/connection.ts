@@ -40,6 +40,19 @@ export function socketUrl(url: string): string {
 
 const OPEN = 1;
 
+/** The run's dataset shard over HTTP, from the coordinator the contributor connects to. */
+export async function fetchShard(
+  coordinatorUrl: string,
+  source: { name: string; url: string },
+): Promise<Uint8Array> {
+  const base = new URL(coordinatorUrl);
+  base.protocol = base.protocol.replace(/^ws/, "http");
+  const response = await fetch(new URL(source.url, base));
+  if (!response.ok)
+    throw new Error(`the dataset ${source.name}: ${response.status} from ${source.url}`);
+  return new Uint8Array(await response.arrayBuffer());
+}
+
 export function connect(
   url: string,
   contributor: Contributor,
@@ -51,6 +64,7 @@ export function connect(
     maxBackoff?: number;
   },
 ): Connection {
+  contributor.loadShard ??= (source) => fetchShard(url, source);
   const min = options.minBackoff ?? 250;
   const max = options.maxBackoff ?? 5000;
   let backoff = min;

@@ -6,13 +6,16 @@
 // A Trainer may answer synchronously (the CPU reference, in the in-process simulation, where the
 // order of events must not depend on microtasks) or with promises (the GPU): every step goes
 // through one queue, which stays synchronous until a promise shows up.
+import { type Batch, type DatasetShard, decodeShard, leaseBatch } from "../data/shard.ts";
+import { sha256Hex } from "../sha256.ts";
 import { decodeMessage, encodeMessage } from "../wire/codec.ts";
 import {
   type ClientInfo,
+  type DataSource,
   type Encoding,
   type ModelSpec,
-  PROTOCOL_VERSION,
   type Payload,
+  PROTOCOL_VERSION,
   type Tensor,
   type TrainingConfig,
 } from "../wire/messages.ts";
@@ -37,8 +40,11 @@ export interface Trainer {
   prepare(model: ModelSpec, training: TrainingConfig): Maybe<void>;
   /** The parameters the next lease starts from. */
   setParameters(version: number, tensors: readonly Tensor[]): Maybe<void>;
-  /** Computes the lease's update (a gradient, or a parameter delta after inner steps). */
-  work(lease: Lease, training: TrainingConfig): Maybe<WorkResult>;
+  /**
+   * Computes the lease's update (a gradient, or a parameter delta after inner steps) on its
+   * batch, which the contributor built from the run's dataset shard.
+   */
+  work(lease: Lease, batch: Batch, training: TrainingConfig): Maybe<WorkResult>;
 }
 
 export interface ContributorOptions {
@@ -54,6 +60,11 @@ export interface ContributorOptions {
   onWork?: (result: WorkResult & { samples: number; ms: number }) => void;
   /** A trainer failure (a lost GPU device): the contributor stops. */
   onError?: (error: unknown) => void;
+  /**
+   * The bytes of the run's dataset shard (the contributor checks them against the welcome's
+   * hash). `connect` fetches it over HTTP from the coordinator when this is not given.
+   */
+  loadShard?: (source: DataSource) => Maybe<Uint8Array>;
   /** Milliseconds now, for measuring work; performance.now by default. */
   now?: () => number;
   /**
@@ -82,6 +93,10 @@ export class Contributor {
   duty = 1;
   /** Measured samples per second of work, for the coordinator's lease deadlines. */
   samplesPerSecond = 0;
+  /** The run's dataset, once fetched and checked; leases name batches in it. */
+  shard: DatasetShard | undefined;
+  private shardHash = "";
+  loadShard: ((source: DataSource) => Maybe<Uint8Array>) | undefined;
   private send: (frame: Uint8Array) => void = () => {};
   private connected = false;
   private messages = 0;
@@ -105,6 +120,7 @@ export class Contributor {
     this.sessionToken = options.sessionToken ?? "";
     this.schedule = options.schedule ?? ((fn, ms) => setTimeout(fn, ms));
     this.now = options.now ?? (() => performance.now());
+    this.loadShard = options.loadShard;
   }
 
   /** A connection is open: join (resuming the session when a token is known). */
@@ -177,6 +193,8 @@ export class Contributor {
             carried ? this.trainer.setParameters(p.version, p.parameters) : undefined,
           ),
         );
+        const data = p.data;
+        if (data && data.sha256 !== this.shardHash) this.enqueue(() => this.fetchShard(data));
         this.heartbeat(p.heartbeatMs);
         this.enqueue(() => this.requestLease());
         return;
@@ -249,14 +267,34 @@ export class Contributor {
     this.leaseRequest = this.post({ type: "leaseRequest", maxBatches: 1 });
   }
 
+  /**
+   * Fetches the run's shard and checks it against the welcome's hash before any batch is built
+   * from it: a wrong or damaged copy stops the contributor with the reason (training on it would
+   * send updates the coordinator cannot tell from sabotage).
+   */
+  private fetchShard(source: DataSource): Maybe<void> {
+    const load = this.loadShard;
+    if (!load) throw new Error(`no way to fetch the dataset ${source.name} (${source.url})`);
+    return after(load(source), (bytes) => {
+      const hash = sha256Hex(bytes);
+      if (hash !== source.sha256)
+        throw new Error(
+          `the dataset ${source.name} from ${source.url} has SHA-256 ${hash.slice(0, 12)}…, the coordinator named ${source.sha256.slice(0, 12)}…`,
+        );
+      this.shard = decodeShard(bytes, source.name);
+      this.shardHash = hash;
+    });
+  }
+
   private work(lease: Lease, epoch: number): Maybe<void> {
     if (epoch !== this.epoch || !this.connected || this.finished) return;
     const training = this.training!;
     const started = this.now();
-    return after(this.trainer.work(lease, training), (result) => {
+    const batch = leaseBatch(lease.batch, this.shard, this.model!);
+    return after(this.trainer.work(lease, batch, training), (result) => {
       if (epoch === this.epoch) this.held--;
       const ms = this.now() - started;
-      const samples = lease.batch.labels.shape[0] ?? 0;
+      const samples = batch.count;
       const work = samples * Math.max(1, lease.innerSteps);
       if (ms > 0) this.samplesPerSecond = (1000 * work) / ms;
       this.samplesDone += samples;
@@ -288,7 +326,14 @@ export class Contributor {
   }
 
   private enqueue(step: () => Maybe<void>): void {
-    const next = after(this.queue, step);
+    let next: Maybe<void>;
+    try {
+      next = after(this.queue, step);
+    } catch (e) {
+      // A synchronous trainer (or shard check) failed: the same end as an asynchronous one.
+      this.fail(e);
+      return;
+    }
     if (next instanceof Promise) {
       const guarded = next.catch((e) => this.fail(e));
       this.queue = guarded;

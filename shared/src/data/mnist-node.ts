@@ -3,11 +3,12 @@
 // boxed numbers alive for the life of the process.)
 import { readFileSync } from "node:fs";
 import { createRequire } from "node:module";
-import { decodeMnistShard, encodeMnistShard, type MnistSplit } from "./mnist-shard.ts";
+import { encodeMnistShard } from "./image-shard.ts";
 
-let cached: MnistSplit | undefined;
+let cached: Uint8Array | undefined;
 
-export function loadMnistFromPackage(): MnistSplit {
+/** The MNIST shard's bytes (the same as the built web UI's static asset). */
+export function mnistShardFromPackage(): Uint8Array {
   if (cached) return cached;
   const require = createRequire(import.meta.url);
   const digits = Array.from(
@@ -19,6 +20,6 @@ export function loadMnistFromPackage(): MnistSplit {
         }
       ).data,
   );
-  cached = decodeMnistShard(encodeMnistShard(digits));
+  cached = encodeMnistShard(digits);
   return cached;
 }

@@ -2,11 +2,18 @@
 import { readFileSync } from "node:fs";
 import { decodeTextShard, encodeTextShard, type TextCorpus } from "./text-shard.ts";
 
-let cached: TextCorpus | undefined;
+let shard: Uint8Array | undefined;
+let corpus: TextCorpus | undefined;
+
+/** The corpus's shard bytes (the same as the built web UI's static asset). */
+export function tinyShakespeareShard(): Uint8Array {
+  shard ??= encodeTextShard(
+    readFileSync(new URL("../../data/tinyshakespeare.txt", import.meta.url), "utf8"),
+  );
+  return shard;
+}
 
 export function loadTinyShakespeare(): TextCorpus {
-  if (cached) return cached;
-  const text = readFileSync(new URL("../../data/tinyshakespeare.txt", import.meta.url), "utf8");
-  cached = decodeTextShard(encodeTextShard(text), "tinyshakespeare");
-  return cached;
+  corpus ??= decodeTextShard(tinyShakespeareShard(), "tinyshakespeare");
+  return corpus;
 }

@@ -18,6 +18,9 @@ export interface TextCorpus {
   validation: Uint8Array;
 }
 
+/** Where the built web UI serves Tiny Shakespeare's shard (the edge reads it from its assets). */
+export const SHAKESPEARE_SHARD_PATH = "/data/shakespeare-v1.bin";
+
 const MAGIC = 0x58544750; // "PGTX" read as a little-endian u32
 const VERSION = 1;
 const HEADER_BYTES = 20;

@@ -21,6 +21,16 @@ export const structs = {
       userAgent: { kind: "text", ptr: 2 },
     },
   },
+  "DataSource": {
+    dataWords: 1,
+    pointers: 3,
+    fields: {
+      name: { kind: "text", ptr: 0 },
+      url: { kind: "text", ptr: 1 },
+      sha256: { kind: "text", ptr: 2 },
+      bytes: { kind: "u64", byte: 0 },
+    },
+  },
   "DenseLayer": {
     dataWords: 2,
     pointers: 0,
@@ -199,7 +209,7 @@ export const structs = {
   },
   "TrainingBatch": {
     dataWords: 1,
-    pointers: 4,
+    pointers: 5,
     fields: {
       batchId: { kind: "text", ptr: 0 },
       samples: { kind: "struct", type: "Tensor", ptr: 1 },
@@ -207,6 +217,7 @@ export const structs = {
       metadata: { kind: "list", element: { kind: "struct", type: "MetadataEntry" }, ptr: 3 },
       epoch: { kind: "u32", byte: 0 },
       index: { kind: "u32", byte: 4 },
+      offsets: { kind: "list", element: { kind: "u32" }, ptr: 4 },
     },
   },
   "TrainingConfig": {
@@ -237,7 +248,7 @@ export const structs = {
   },
   "Welcome": {
     dataWords: 2,
-    pointers: 6,
+    pointers: 7,
     fields: {
       runId: { kind: "text", ptr: 0 },
       sessionId: { kind: "text", ptr: 1 },
@@ -248,6 +259,7 @@ export const structs = {
       training: { kind: "struct", type: "TrainingConfig", ptr: 5 },
       heartbeatMs: { kind: "u32", byte: 8 },
       maxFrameBytes: { kind: "u32", byte: 12 },
+      data: { kind: "struct", type: "DataSource", ptr: 6 },
     },
   },
 } as const;

@@ -100,7 +100,7 @@ export class TrainingBatch extends $.Struct {
     static readonly _capnp = {
         displayName: "TrainingBatch",
         id: "c23471e6d905932c",
-        size: new $.ObjectSize(8, 4),
+        size: new $.ObjectSize(8, 5),
     };
     static _Metadata: $.ListCtor<MetadataEntry>;
     get batchId(): string {
@@ -190,6 +190,30 @@ export class TrainingBatch extends $.Struct {
     }
     set index(value: number) {
         $.utils.setUint32(4, value, this);
+    }
+    _adoptOffsets(value: $.Orphan<$.List<number>>): void {
+        $.utils.adopt(value, $.utils.getPointer(4, this));
+    }
+    _disownOffsets(): $.Orphan<$.List<number>> {
+        return $.utils.disown(this.offsets);
+    }
+    /**
+* data by reference: where the batch's samples are in the run's
+* dataset shard (DataSource): sample indices for images, each
+* window's first token for text. samples and labels are then absent.
+*
+*/
+    get offsets(): $.List<number> {
+        return $.utils.getList(4, $.Uint32List, this);
+    }
+    _hasOffsets(): boolean {
+        return !$.utils.isNull($.utils.getPointer(4, this));
+    }
+    _initOffsets(length: number): $.List<number> {
+        return $.utils.initList(4, $.Uint32List, length, this);
+    }
+    set offsets(value: $.List<number>) {
+        $.utils.copyFrom(value, $.utils.getPointer(4, this));
     }
     toString(): string { return "TrainingBatch_" + super.toString(); }
 }
@@ -944,7 +968,7 @@ export class Welcome extends $.Struct {
     static readonly _capnp = {
         displayName: "Welcome",
         id: "f0e71c9ba378cf0a",
-        size: new $.ObjectSize(16, 6),
+        size: new $.ObjectSize(16, 7),
     };
     static _Parameters: $.ListCtor<Tensor>;
     get runId(): string {
@@ -1046,7 +1070,73 @@ export class Welcome extends $.Struct {
     set maxFrameBytes(value: number) {
         $.utils.setUint32(12, value, this);
     }
+    _adoptData(value: $.Orphan<DataSource>): void {
+        $.utils.adopt(value, $.utils.getPointer(6, this));
+    }
+    _disownData(): $.Orphan<DataSource> {
+        return $.utils.disown(this.data);
+    }
+    /**
+* the run's dataset shard: leases name batches in it by offsets
+*
+*/
+    get data(): DataSource {
+        return $.utils.getStruct(6, DataSource, this);
+    }
+    _hasData(): boolean {
+        return !$.utils.isNull($.utils.getPointer(6, this));
+    }
+    _initData(): DataSource {
+        return $.utils.initStructAt(6, DataSource, this);
+    }
+    set data(value: DataSource) {
+        $.utils.copyFrom(value, $.utils.getPointer(6, this));
+    }
     toString(): string { return "Welcome_" + super.toString(); }
+}
+export class DataSource extends $.Struct {
+    static readonly _capnp = {
+        displayName: "DataSource",
+        id: "aac055a6003bff43",
+        size: new $.ObjectSize(8, 3),
+    };
+    /**
+* "mnist", "shakespeare", ...
+*
+*/
+    get name(): string {
+        return $.utils.getText(0, this);
+    }
+    set name(value: string) {
+        $.utils.setText(0, value, this);
+    }
+    /**
+* absolute path on the coordinator's origin, or a full URL
+*
+*/
+    get url(): string {
+        return $.utils.getText(1, this);
+    }
+    set url(value: string) {
+        $.utils.setText(1, value, this);
+    }
+    /**
+* lowercase hex of the shard's bytes
+*
+*/
+    get sha256(): string {
+        return $.utils.getText(2, this);
+    }
+    set sha256(value: string) {
+        $.utils.setText(2, value, this);
+    }
+    get bytes(): bigint {
+        return $.utils.getUint64(0, this);
+    }
+    set bytes(value: bigint) {
+        $.utils.setUint64(0, value, this);
+    }
+    toString(): string { return "DataSource_" + super.toString(); }
 }
 export class ModelSpec extends $.Struct {
     static readonly _capnp = {

@@ -14,6 +14,7 @@ import {
 import { FrameWriter, type StructSlot } from "./frame-writer.ts";
 import type {
   ClientInfo,
+  DataSource,
   DataType,
   Encoding,
   GradientUpdate,
@@ -113,6 +114,14 @@ function writeMessage(w: FrameWriter, message: WireMessage): Uint8Array {
       writeTrainingConfig(w, w.struct(s, F.training.ptr, structs.TrainingConfig), payload.training);
       w.u32(s, F.heartbeatMs.byte, payload.heartbeatMs);
       w.u32(s, F.maxFrameBytes.byte, payload.maxFrameBytes);
+      if (payload.data) {
+        const d = w.struct(s, F.data.ptr, structs.DataSource);
+        const D = structs.DataSource.fields;
+        w.text(d, D.name.ptr, payload.data.name);
+        w.text(d, D.url.ptr, payload.data.url);
+        w.text(d, D.sha256.ptr, payload.data.sha256);
+        w.u64(d, D.bytes.byte, payload.data.bytes, "data.bytes");
+      }
       break;
     }
     case "leaseRequest": {
@@ -239,8 +248,9 @@ function writeTrainingConfig(w: FrameWriter, s: StructSlot, t: TrainingConfig): 
 function writeTrainingBatch(w: FrameWriter, s: StructSlot, b: TrainingBatch): void {
   const F = structs.TrainingBatch.fields;
   w.text(s, F.batchId.ptr, b.batchId);
-  writeTensor(w, w.struct(s, F.samples.ptr, structs.Tensor), b.samples, "fp32");
-  writeTensor(w, w.struct(s, F.labels.ptr, structs.Tensor), b.labels, "fp32");
+  if (b.samples) writeTensor(w, w.struct(s, F.samples.ptr, structs.Tensor), b.samples, "fp32");
+  if (b.labels) writeTensor(w, w.struct(s, F.labels.ptr, structs.Tensor), b.labels, "fp32");
+  if (b.offsets) w.scalars(s, F.offsets.ptr, 32, b.offsets);
   const entries = Object.entries(b.metadata ?? {});
   const slots = w.structs(s, F.metadata.ptr, structs.MetadataEntry, entries.length);
   entries.forEach(([key, value], i) => {
@@ -333,7 +343,8 @@ function matchesArray(data: Tensor["data"], dtype: DataType): boolean {
 /** A close upper bound of a payload's frame size, so the writer rarely has to grow. */
 function estimateBytes(payload: Payload): number {
   let bytes = 4096;
-  const add = (t: Tensor) => {
+  const add = (t: Tensor | undefined) => {
+    if (!t) return;
     bytes += t.data.byteLength + 8 * t.shape.length + (t.name?.length ?? 0) * 3 + 96;
   };
   switch (payload.type) {
@@ -355,10 +366,12 @@ function estimateBytes(payload: Payload): number {
     case "lease":
       add(payload.batch.samples);
       add(payload.batch.labels);
+      bytes += 4 * (payload.batch.offsets?.length ?? 0);
       break;
     case "trainingBatch":
       add(payload.samples);
       add(payload.labels);
+      bytes += 4 * (payload.offsets?.length ?? 0);
       break;
     default:
       break;
@@ -472,6 +485,7 @@ function readPayload(
         training: readTrainingConfig(r, r.struct(s, F.training.ptr)),
         heartbeatMs: r.u32(s, F.heartbeatMs.byte),
         maxFrameBytes: r.u32(s, F.maxFrameBytes.byte),
+        ...readDataSource(r, r.struct(s, F.data.ptr)),
       };
     }
     case "leaseRequest": {
@@ -636,8 +650,10 @@ function readTrainingBatch(r: FrameReader, s: StructView): TrainingBatch {
   const F = structs.TrainingBatch.fields;
   const samples = r.struct(s, F.samples.ptr);
   const labels = r.struct(s, F.labels.ptr);
-  if (!samples || !labels)
-    throw new WireError("message", "a training batch lacks samples or labels");
+  const offsets = r.scalars(s, F.offsets.ptr, 32, "batch.offsets");
+  // A batch is carried by value (samples and labels) or by reference (offsets), never neither.
+  if ((!samples || !labels) && offsets.length === 0)
+    throw new WireError("message", "a training batch has neither samples and labels nor offsets");
   const metadata: Record<string, string> = {};
   for (const entry of r.structs(s, F.metadata.ptr, "batch.metadata")) {
     const E = structs.MetadataEntry.fields;
@@ -649,11 +665,29 @@ function readTrainingBatch(r: FrameReader, s: StructView): TrainingBatch {
   }
   return {
     batchId: r.text(s, F.batchId.ptr, "batch.batchId"),
-    samples: readTensor(r, samples, "batch.samples"),
-    labels: readTensor(r, labels, "batch.labels"),
+    ...(samples && labels
+      ? {
+          samples: readTensor(r, samples, "batch.samples"),
+          labels: readTensor(r, labels, "batch.labels"),
+        }
+      : {}),
+    ...(offsets.length > 0 ? { offsets } : {}),
     metadata,
     epoch: r.u32(s, F.epoch.byte),
     index: r.u32(s, F.index.byte),
+  };
+}
+
+function readDataSource(r: FrameReader, s: StructView | null): { data?: DataSource } {
+  if (!s) return {};
+  const D = structs.DataSource.fields;
+  return {
+    data: {
+      name: r.text(s, D.name.ptr, "data.name"),
+      url: r.text(s, D.url.ptr, "data.url"),
+      sha256: r.text(s, D.sha256.ptr, "data.sha256"),
+      bytes: r.u64(s, D.bytes.byte, "data.bytes"),
+    },
   };
 }
 

@@ -33,11 +33,22 @@ export interface Tensor {
 
 export interface TrainingBatch {
   batchId: string;
-  samples: Tensor;
-  labels: Tensor;
+  /** The samples themselves (a batch carried by value), absent when `offsets` names them. */
+  samples?: Tensor;
+  labels?: Tensor;
   metadata?: Record<string, string>;
   epoch?: number;
   index?: number;
+  /** Data by reference: where the samples are in the run's dataset shard (see DataSource). */
+  offsets?: number[];
+}
+
+/** Where the run's dataset shard is, and the hash that its bytes must have. */
+export interface DataSource {
+  name: string;
+  url: string;
+  sha256: string;
+  bytes: number;
 }
 
 /**
@@ -132,6 +143,8 @@ export type Payload =
       training: TrainingConfig;
       heartbeatMs: number;
       maxFrameBytes: number;
+      /** The run's dataset shard, when leases name their batches by offsets. */
+      data?: DataSource;
     }
   | { type: "leaseRequest"; maxBatches: number }
   | {

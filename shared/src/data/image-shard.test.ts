@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { gatherBatch, sampleValues } from "./dataset.ts";
-import { decodeMnistShard, encodeMnistShard, loadMnist, mnistDigits } from "./mnist.ts";
+import { decodeImageShard, encodeMnistShard, loadMnist, mnistDigits } from "./mnist.ts";
 
 describe("the MNIST shard", () => {
   const digits = mnistDigits();
@@ -8,7 +8,7 @@ describe("the MNIST shard", () => {
 
   it("holds every digit exactly as the package's float32 values, in 7.9 MB", () => {
     expect(shard.byteLength).toBeLessThan(8e6);
-    const { train, test } = decodeMnistShard(shard);
+    const { train, test } = decodeImageShard(shard);
     // Interleaved: training sample 10·i + d is the i-th image of digit d (while all have one).
     for (const [sample, digit, image] of [
       [0, 0, 0],
@@ -30,7 +30,7 @@ describe("the MNIST shard", () => {
   });
 
   it("keeps the training images as byte codes viewing the shard, not a copy", () => {
-    const { train } = decodeMnistShard(shard);
+    const { train } = decodeImageShard(shard);
     expect(train.inputs).toBeInstanceOf(Uint8Array);
     expect(train.inputs.buffer).toBe(shard.buffer);
     expect(train.levels!.length).toBeLessThanOrEqual(256);
@@ -38,7 +38,7 @@ describe("the MNIST shard", () => {
 
   it("is what loadMnist serves", () => {
     const a = loadMnist();
-    const b = decodeMnistShard(shard);
+    const b = decodeImageShard(shard);
     expect(gatherBatch(a.train, [5, 500, 8999])).toEqual(gatherBatch(b.train, [5, 500, 8999]));
     expect(a.test.inputs).toEqual(b.test.inputs);
   });
@@ -50,7 +50,7 @@ describe("the MNIST shard", () => {
     ) => {
       const bytes = shard.slice(0, length);
       change(bytes, new DataView(bytes.buffer));
-      return () => decodeMnistShard(bytes);
+      return () => decodeImageShard(bytes, "mnist");
     };
     expect(damaged(() => {}, 10)).toThrow(/shorter than a header/);
     expect(damaged(() => {}, shard.length - 1)).toThrow(/the header says/);
@@ -64,8 +64,8 @@ describe("the MNIST shard", () => {
       Array.from({ length: 101 * 784 }, (_, p) => [0, 0.5, 1][(p + d) % 3]!),
     );
     const small = encodeMnistShard(flat);
-    expect(decodeMnistShard(small).train.levels).toEqual(new Float32Array([0, 0.5, 1]));
+    expect(decodeImageShard(small).train.levels).toEqual(new Float32Array([0, 0.5, 1]));
     small[small.length - 1] = 3;
-    expect(() => decodeMnistShard(small)).toThrow(/pixel code 3/);
+    expect(() => decodeImageShard(small)).toThrow(/pixel code 3/);
   });
 });
