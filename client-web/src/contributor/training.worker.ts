@@ -10,7 +10,7 @@ import {
   type SocketLike,
 } from "@pangea/shared/client";
 import { acquireDevice, WebGpuUnavailableError } from "@pangea/shaders/runtime";
-import { GpuTrainer } from "./gpu-trainer.ts";
+import { GpuTrainer } from "@pangea/shaders/runtime";
 import type { FromWorker, ToWorker } from "./worker-protocol.ts";
 
 const post = (m: FromWorker) => self.postMessage(m);

@@ -16,6 +16,8 @@ export interface ApiOptions {
    * Object's name, which the Worker passes along); a random one otherwise.
    */
   runIdFor?: (request: Request) => string | undefined;
+  /** The runtime's own figures for /metrics, in Prometheus text (Node: event-loop delay). */
+  runtimeMetrics?: () => string;
 }
 
 /**
@@ -85,7 +87,9 @@ export function createApi(coordinator: Coordinator, options: ApiOptions) {
   );
 
   api.get("/metrics", (c) =>
-    c.text(prometheus(coordinator), 200, { "content-type": "text/plain; version=0.0.4" }),
+    c.text(prometheus(coordinator) + (options.runtimeMetrics?.() ?? ""), 200, {
+      "content-type": "text/plain; version=0.0.4",
+    }),
   );
 
   api.get("/api/runs", (c) =>

@@ -17,7 +17,7 @@ describe("the coordinator's HTTP surface", () => {
     const message = sampleMessages().find((m) => m.payload.type === "gradientUpdate")!;
     const res = await app.request("/api/wire/decode", {
       method: "POST",
-      body: encodeMessage(message),
+      body: encodeMessage(message) as Uint8Array<ArrayBuffer>,
     });
     expect(res.status).toBe(200);
     const body = (await res.json()) as { message: { payload: { gradients: unknown[] } } };

@@ -4,13 +4,17 @@
 //   runs create <json-or-@file>             a run from a JSON config (see README: HTTP API)
 //   runs pause|resume|stop <run>
 //   checkpoint <run> <file>                 the run's parameters as a Cap'n Proto message
-//   worker <url> [--run <id>] [--count <n>] headless contributors (CPU reference) until the run ends
+//   worker <url> [--run <id>] [--count <n>] [--gpu]
+//                                           headless contributors until the run ends: the CPU
+//                                           reference, or with --gpu the WGSL engine through Dawn
+//                                           for Node where a GPU adapter exists
 // The admin commands talk to PANGEA_URL (default http://127.0.0.1:8080) with PANGEA_ADMIN_TOKEN,
 // or the token kept in PANGEA_DATA_DIR.
 import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import { pathToFileURL } from "node:url";
 import { admissionFromEnv } from "../core/admission.ts";
 import { startServer } from "./server.ts";
+import { gpuOrCpuTrainer } from "./gpu-trainer.ts";
 import { connectWorker } from "./ws-worker.ts";
 
 const env = process.env;
@@ -61,8 +65,23 @@ async function serveCommand(): Promise<void> {
 }
 
 /** Workers that reconnect with backoff (and their session token) until the run ends. */
-async function workerCommand(url: string, runId: string, count: number): Promise<void> {
-  const workers = Array.from({ length: count }, () => connectWorker(url, runId ? { runId } : {}));
+async function workerCommand(
+  url: string,
+  runId: string,
+  count: number,
+  gpu: boolean,
+): Promise<void> {
+  const trainers = await Promise.all(
+    Array.from({ length: count }, async () => {
+      if (!gpu) return undefined;
+      const { trainer, says } = await gpuOrCpuTrainer();
+      console.log(says);
+      return trainer;
+    }),
+  );
+  const workers = trainers.map((trainer) =>
+    connectWorker(url, { ...(runId ? { runId } : {}), ...(trainer ? { trainer } : {}) }),
+  );
   await Promise.all(
     workers.map(async (w, i) => {
       await w.done;
@@ -121,8 +140,9 @@ export async function main(argv: string[]): Promise<void> {
     }
     case "worker": {
       const url = args[0];
-      if (!url || url.startsWith("--")) fail("worker <url> [--run <id>] [--count <n>]");
-      return workerCommand(url, option("run") ?? "", Number(option("count") ?? 1));
+      if (!url || url.startsWith("--")) fail("worker <url> [--run <id>] [--count <n>] [--gpu]");
+      const gpu = args.includes("--gpu");
+      return workerCommand(url, option("run") ?? "", Number(option("count") ?? 1), gpu);
     }
     default:
       fail("commands: serve, runs, checkpoint, worker");

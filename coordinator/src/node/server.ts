@@ -5,6 +5,7 @@ import { randomBytes } from "node:crypto";
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import type { IncomingMessage } from "node:http";
 import type { Duplex } from "node:stream";
+import { monitorEventLoopDelay } from "node:perf_hooks";
 import { serve } from "@hono/node-server";
 import { mnistShardFromPackage } from "@pangea/shared/mnist-node";
 import { tinyShakespeareShard } from "@pangea/shared/text-node";
@@ -85,7 +86,21 @@ export async function startServer(options: ServerOptions) {
     log(`run ${run.id} "${run.config.name}": ${run.record.state} at version ${run.record.version}`);
 
   const app = createApp(options.webDir);
-  app.route("/", createApi(coordinator, { adminToken, startedAt }));
+  // How long the event loop was held at most (frames, commits, heartbeats all wait behind it):
+  // evaluation runs on a thread so that a GPT run keeps this small.
+  const loopDelay = monitorEventLoopDelay({ resolution: 10 });
+  loopDelay.enable();
+  const runtimeMetrics = () =>
+    [
+      "# HELP pangea_event_loop_delay_max_seconds The longest the event loop was held, since start.",
+      "# TYPE pangea_event_loop_delay_max_seconds gauge",
+      `pangea_event_loop_delay_max_seconds ${(loopDelay.max / 1e9).toFixed(4)}`,
+      "# HELP pangea_event_loop_delay_p99_seconds The 99th percentile event-loop delay, since start.",
+      "# TYPE pangea_event_loop_delay_p99_seconds gauge",
+      `pangea_event_loop_delay_p99_seconds ${(loopDelay.percentile(99) / 1e9).toFixed(4)}`,
+      "",
+    ].join("\n");
+  app.route("/", createApi(coordinator, { adminToken, startedAt, runtimeMetrics }));
 
   let stopping = false;
   const wss = new WebSocketServer({ noServer: true, maxPayload: coordinator.maxFrameBytes() });
@@ -164,6 +179,7 @@ export async function startServer(options: ServerOptions) {
         resolve();
       }, 2000).unref();
     });
+    loopDelay.disable();
     await evaluator.close();
     store.close();
   }

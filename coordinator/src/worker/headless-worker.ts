@@ -26,6 +26,8 @@ export type Attack = "signFlip" | "nan" | "wrongShape" | "foreignLease";
 export interface HeadlessWorkerOptions extends ContributorOptions {
   /** Misbehaviours cycled through, one per update (honest when absent). */
   attacks?: Attack[];
+  /** Computes the updates (the GPU engine through Dawn); the CPU reference when absent. */
+  trainer?: Trainer;
 }
 
 /** Gradients (or local-SGD deltas) from the CPU reference, synchronously. */
@@ -147,6 +149,6 @@ function localStep(
 
 export class HeadlessWorker extends Contributor {
   constructor(options: HeadlessWorkerOptions = {}) {
-    super(new CpuTrainer(options.attacks), options);
+    super(options.trainer ?? new CpuTrainer(options.attacks), options);
   }
 }

@@ -6,3 +6,4 @@ export {
   type StepStats,
   TrainingEngine,
 } from "./engine.ts";
+export { GpuTrainer } from "./gpu-trainer.ts";

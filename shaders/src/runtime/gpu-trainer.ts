@@ -1,8 +1,6 @@
-// The tab's Trainer: a lease's batch goes through our WGSL kernels on the tab's GPU. Gradients
-// come back packed as the run asks (fp32, fp16 or int8); local SGD runs its inner steps on the
-// GPU and sends the parameter delta.
-
-import { type AdapterReport, TrainingEngine } from "@pangea/shaders/runtime";
+// The GPU Trainer, in a tab or in `pangea worker --gpu` (Dawn for Node): a lease's batch goes
+// through our WGSL kernels. Gradients come back packed as the run asks (fp32, fp16 or int8);
+// local SGD runs its inner steps on the GPU and sends the parameter delta.
 import {
   type Batch,
   dropoutSeedOf,
@@ -11,6 +9,8 @@ import {
   type TrainingConfig,
 } from "@pangea/shared";
 import type { Lease, Trainer, WorkResult } from "@pangea/shared/client";
+import { TrainingEngine } from "./engine.ts";
+import type { AdapterReport } from "./gpu.ts";
 
 export class GpuTrainer implements Trainer {
   readonly client;
@@ -20,9 +20,10 @@ export class GpuTrainer implements Trainer {
   constructor(
     private readonly gpu: { device: GPUDevice; adapter: AdapterReport },
     userAgent: string,
+    kind: "browser" | "headless" = "browser",
   ) {
     this.client = {
-      kind: "browser",
+      kind,
       adapter: gpu.adapter.description,
       softwareFallback: gpu.adapter.softwareFallback,
       userAgent,
