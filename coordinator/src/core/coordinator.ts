@@ -20,7 +20,7 @@ import {
   SIGNALS_PER_SECOND,
   TokenBucket,
 } from "./admission.ts";
-import { type DatasetSources, loadDataset } from "./datasets.ts";
+import { type DatasetSources, hasDataset, loadDataset, unavailable } from "./datasets.ts";
 import { type EvaluationResult, type Evaluator, slicedEvaluator } from "./evaluation.ts";
 import type { Clock, Peer, RunRecord, Store } from "./ports.ts";
 import { type Outgoing, Run } from "./run.ts";
@@ -181,8 +181,12 @@ export class Coordinator {
     } catch (e) {
       // Said together with the config's own problems: whether the dataset exists here.
       const name = input.dataset;
-      if (e instanceof RunConfigError && typeof name === "string" && !this.hasDataset(name))
-        throw new RunConfigError([...e.problems, `dataset: ${name} is not available here`]);
+      if (
+        e instanceof RunConfigError &&
+        typeof name === "string" &&
+        !hasDataset(name, this.datasets)
+      )
+        throw new RunConfigError([...e.problems, unavailable(name)]);
       throw e;
     }
     const problems = this.platformProblems(config);
@@ -245,10 +249,6 @@ export class Coordinator {
     const count = run.layout.size;
     const perLease = 2 * frameBytes(count);
     return Math.max(1, Math.floor((budget - runMemoryBytes(run.config, count)) / perLease));
-  }
-
-  private hasDataset(name: string): boolean {
-    return name === "blobs" || Object.hasOwn(this.datasets, name);
   }
 
   private get datasets(): DatasetSources {

@@ -4,9 +4,8 @@
 // (one window, one generated token, or 250 images each) that an Evaluator runs off the event
 // loop (a worker thread on Node) or a step per turn of it (the edge, the default); the simulation
 // runs it at once, so that its order of events stays deterministic.
-
-import { evaluate, generate, gptLogits, softmaxCrossEntropy } from "@pangea/shaders/reference";
-import { decodeText, encodeText, type ModelSpec, seededRandom, textBatch } from "@pangea/shared";
+import { evaluate, evaluateText, generate } from "@pangea/shaders/reference";
+import { decodeText, encodeText, type ModelSpec, seededRandom } from "@pangea/shared";
 import type { RunData } from "./datasets.ts";
 
 export interface EvaluationResult {
@@ -74,13 +73,12 @@ export function* evaluationSteps(job: EvaluationJob): Generator<void, Evaluation
   const T = tf.contextLength;
   const tokens = shard.corpus.validation;
   let loss = 0;
-  let correct = 0;
+  let accuracy = 0;
+  // The reference's evaluateText, one window per step (the same windows as in one call).
   for (let w = 0; w < TEXT_EVAL_WINDOWS; w++) {
-    const { inputs, targets } = textBatch(tokens, 1, T, job.seed + w);
-    const logits = gptLogits(model, parameters, inputs, 1, T);
-    const r = softmaxCrossEntropy(logits, targets, T, tf.vocabSize);
+    const r = evaluateText(model, parameters, tokens, 1, job.seed + w, 1);
     loss += r.loss;
-    correct += r.correct;
+    accuracy += r.accuracy;
     yield;
   }
   // The sample: from the prompt when the vocabulary spells it, else from the first character.
@@ -98,7 +96,7 @@ export function* evaluationSteps(job: EvaluationJob): Generator<void, Evaluation
   }
   return {
     loss: loss / TEXT_EVAL_WINDOWS,
-    accuracy: correct / (TEXT_EVAL_WINDOWS * T),
+    accuracy: accuracy / TEXT_EVAL_WINDOWS,
     sample: decodeText(shard.corpus, out),
     measured: `${TEXT_EVAL_WINDOWS} held-out windows of ${T} characters`,
   };

@@ -205,8 +205,9 @@ export function gptLossAndGradient(
 }
 
 /**
- * The mean next-token loss (nats per token) over `windows` seeded windows of the context's length
- * drawn from `tokens` (a validation split), evaluated `batch` windows at a time without dropout.
+ * The mean next-token loss (nats per token) and accuracy (arg-max is the next token) over
+ * `windows` seeded windows of the context's length drawn from `tokens` (a validation split),
+ * evaluated `batch` windows at a time without dropout.
  */
 export function evaluateText(
   spec: ModelSpec,
@@ -215,17 +216,20 @@ export function evaluateText(
   windows: number,
   seed: number,
   batch = 8,
-): number {
+): { loss: number; accuracy: number } {
   const tf = transformerOf(spec);
   const T = tf.contextLength;
   let total = 0;
+  let correct = 0;
   for (let done = 0; done < windows; done += batch) {
     const B = Math.min(batch, windows - done);
     const { inputs, targets } = textBatch(tokens, B, T, seed + done);
     const logits = gptLogits(spec, params, inputs, B, T);
-    total += softmaxCrossEntropy(logits, targets, B * T, tf.vocabSize).loss * B;
+    const r = softmaxCrossEntropy(logits, targets, B * T, tf.vocabSize);
+    total += r.loss * B;
+    correct += r.correct;
   }
-  return total / windows;
+  return { loss: total / windows, accuracy: correct / (windows * T) };
 }
 
 /**

@@ -50,7 +50,7 @@ it("trains a small GPT on Tiny Shakespeare to 2.5 nats per character on one tab"
     trainLoss = stats.loss;
     steps++;
     if (steps % EVALUATE_EVERY === 0) {
-      validation = evaluateText(spec, await engine.parameters(), corpus.validation, 32, 7);
+      validation = evaluateText(spec, await engine.parameters(), corpus.validation, 32, 7).loss;
       history.push(
         `step ${steps}: train loss ${trainLoss.toFixed(3)}, validation ${validation.toFixed(3)} (${((performance.now() - started) / 1000).toFixed(0)} s)`,
       );
@@ -60,7 +60,7 @@ it("trains a small GPT on Tiny Shakespeare to 2.5 nats per character on one tab"
   }
   const params = await engine.parameters();
   engine.destroy();
-  const final = evaluateText(spec, params, corpus.validation, 128, 7);
+  const final = evaluateText(spec, params, corpus.validation, 128, 7).loss;
   const seconds = (performance.now() - started) / 1000;
   const tokens = steps * BATCH * T;
   console.log(

@@ -22,7 +22,9 @@ export interface ImageSplit {
 /** Where the built web UI serves the shard (the edge fetches it from its static assets). */
 export const MNIST_SHARD_PATH = "/data/mnist-v1.bin";
 
-const MAGIC = 0x4e4d4750; // "PGMN" read as a little-endian u32
+/** "PGMN" read as a little-endian u32: the first word of an image shard. */
+export const IMAGE_SHARD_MAGIC = 0x4e4d4750;
+const MAGIC = IMAGE_SHARD_MAGIC;
 const VERSION = 1;
 const HEADER_BYTES = 28;
 const PIXELS = 784;

@@ -3,22 +3,19 @@
 // contributor (fetched, checked against the hash in the welcome, cached), not with every lease.
 import type { ModelSpec } from "../wire/messages.ts";
 import { type Dataset, gatherBatch } from "./dataset.ts";
-import { decodeImageShard } from "./image-shard.ts";
-import { decodeTextShard, type TextCorpus } from "./text-shard.ts";
+import { decodeImageShard, IMAGE_SHARD_MAGIC } from "./image-shard.ts";
+import { decodeTextShard, TEXT_SHARD_MAGIC, type TextCorpus } from "./text-shard.ts";
 
 export type DatasetShard =
   | { kind: "images"; train: Dataset; test: Dataset }
   | { kind: "text"; corpus: TextCorpus };
 
-const IMAGES = 0x4e4d4750; // "PGMN"
-const TEXT = 0x58544750; // "PGTX"
-
 /** The shard's contents by its magic, or an error saying what is wrong with it. */
 export function decodeShard(bytes: Uint8Array, name: string): DatasetShard {
   if (bytes.byteLength < 4) throw new Error(`dataset ${name}: ${bytes.byteLength} bytes`);
   const magic = new DataView(bytes.buffer, bytes.byteOffset, 4).getUint32(0, true);
-  if (magic === IMAGES) return { kind: "images", ...decodeImageShard(bytes, name) };
-  if (magic === TEXT) return { kind: "text", corpus: decodeTextShard(bytes, name) };
+  if (magic === IMAGE_SHARD_MAGIC) return { kind: "images", ...decodeImageShard(bytes, name) };
+  if (magic === TEXT_SHARD_MAGIC) return { kind: "text", corpus: decodeTextShard(bytes, name) };
   throw new Error(`dataset ${name}: not a dataset shard (unknown magic)`);
 }
 

@@ -21,7 +21,9 @@ export interface TextCorpus {
 /** Where the built web UI serves Tiny Shakespeare's shard (the edge reads it from its assets). */
 export const SHAKESPEARE_SHARD_PATH = "/data/shakespeare-v1.bin";
 
-const MAGIC = 0x58544750; // "PGTX" read as a little-endian u32
+/** "PGTX" read as a little-endian u32: the first word of a text shard. */
+export const TEXT_SHARD_MAGIC = 0x58544750;
+const MAGIC = TEXT_SHARD_MAGIC;
 const VERSION = 1;
 const HEADER_BYTES = 20;
 /** nanoGPT's split: the first 90% of the text trains, the last 10% validates. */
