@@ -47,6 +47,14 @@ export default defineConfig({
       },
       {
         test: {
+          name: "client-web",
+          root: "./client-web",
+          include: ["src/**/*.test.ts"],
+          environment: "node",
+        },
+      },
+      {
+        test: {
           name: "coordinator",
           root: "./coordinator",
           include: ["src/**/*.test.ts"],

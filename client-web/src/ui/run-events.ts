@@ -39,6 +39,7 @@ export interface RunStatus {
     loss: number;
     accuracy: number;
     measured?: string;
+    where?: string;
     /** Text generated from that version (language models). */
     sample?: string;
   } | null;
@@ -69,15 +70,28 @@ export function useRunEvents(runId: string | undefined) {
         points: MetricPoint[];
       };
       setStatus(data.status);
-      if (data.points.length > 0)
-        setPoints((old) => {
-          const last = old.at(-1)?.version ?? -1;
-          return [...old, ...data.points.filter((p) => p.version > last)];
-        });
+      if (data.points.length > 0) setPoints((old) => mergePoints(old, data.points));
     });
     source.onopen = () => setLive(true);
     source.onerror = () => setLive(false);
     return () => source.close();
   }, [runId]);
   return { status, points, live };
+}
+
+/**
+ * One point per version, in version order: a version's evaluation (which lands after later
+ * commits) is folded into its commit point, or stands alone where there is none (version 0).
+ */
+export function mergePoints(old: readonly MetricPoint[], incoming: readonly MetricPoint[]) {
+  const out = [...old];
+  for (const p of incoming) {
+    let i = out.length;
+    while (i > 0 && out[i - 1]!.version > p.version) i--;
+    const same = out[i - 1];
+    if (same?.version !== p.version) out.splice(i, 0, p);
+    else if (p.testLoss !== undefined)
+      out[i - 1] = { ...same, testLoss: p.testLoss, testAccuracy: p.testAccuracy };
+  }
+  return out;
 }

@@ -65,6 +65,25 @@ describe("the coordinator, with headless workers in one process", () => {
       expect(sim.clock.t - first).toBeGreaterThanOrEqual(2900);
     }));
 
+  it.each([
+    ["synchronous", { kind: "synchronous", targetUpdates: 3, stragglerMs: 5000 }],
+    ["localSgd", { kind: "localSgd", innerSteps: 2, targetUpdates: 3, stragglerMs: 5000 }],
+    ["asynchronous", { kind: "asynchronous", maxStaleness: 4, buffer: 1 }],
+  ] as const)("gives a %s session a second lease only where it could count", (kind, strategy) =>
+    withStore((store) => {
+      const sim = new Simulation(store);
+      const run = sim.coordinator.createRun(blobs({ strategy }));
+      const client = { kind: "headless", adapter: "", softwareFallback: false, userAgent: "" };
+      run.join("s_a", client, 0);
+      expect(run.requestLease("s_a", 0).type).toBe("lease");
+      // A prefetch on the open version: it could not vote in it (one vote per session) and would
+      // be stale in the next, so where versions wait for voters it waits too.
+      const second = run.requestLease("s_a", 0);
+      if (kind === "asynchronous") expect(second.type).toBe("lease");
+      else expect(second).toMatchObject({ type: "error", code: "rateLimited" });
+    }),
+  );
+
   it("commits each version to the store before acknowledging or announcing it", () =>
     withStore((store) => {
       const sim = new Simulation(store);

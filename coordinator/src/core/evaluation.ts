@@ -17,6 +17,8 @@ export interface EvaluationResult {
   sample?: string;
   /** What was measured, for the dashboard ("1,000 held-out images", "32 windows of 64 …"). */
   measured: string;
+  /** How it was run, for the dashboard (set by the evaluator; none when inline). */
+  where?: string;
 }
 
 export interface EvaluationJob {
@@ -111,6 +113,8 @@ export function runEvaluation(job: EvaluationJob): EvaluationResult {
   }
 }
 
+const SLICED = "between its frames, one window or token per turn of its event loop";
+
 /**
  * The default evaluator: a step per turn of the event loop, so that frames and timers are
  * handled between steps (each is one window's forward pass, one token or 250 images).
@@ -121,7 +125,7 @@ export function slicedEvaluator(job: EvaluationJob): Promise<EvaluationResult> {
     const turn = () => {
       try {
         const r = steps.next();
-        if (r.done) resolve(r.value);
+        if (r.done) resolve({ ...r.value, where: SLICED });
         else setTimeout(turn, 0);
       } catch (e) {
         reject(e);

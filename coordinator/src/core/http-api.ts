@@ -161,18 +161,25 @@ export function createApi(coordinator: Coordinator, options: ApiOptions) {
 
   // Live status for the dashboard and the contributor page, pushed as server-sent events: one
   // `status` event at once, then one per change (coalesced to at most five a second), each with
-  // the metric points not sent before; a quiet run still gets one every 15 s.
+  // the metric points not sent before; a quiet run still gets one every 15 s. Two cursors: a
+  // version's evaluation lands after later versions' commits (it runs off the commit path), so
+  // evaluation points are sent by the last evaluated version sent, commit points by theirs.
   api.get("/api/runs/:id/events", (c) => {
     const run = runOr404(c.req.param("id"));
     if (!run) return c.json({ error: "not found" }, 404);
     let sentVersion = -1;
+    let sentEvaluation = -1;
     return liveEvents(c, "status", {
       arm: () => coordinator.nextChange(run.id),
       read: () => {
         const points = coordinator.store
           .metrics(run.id, sentVersion < 0 ? 10_000 : 1_000)
-          .filter((p) => p.version > sentVersion);
-        sentVersion = Math.max(sentVersion, ...points.map((p) => p.version));
+          .filter((p) =>
+            p.testLoss === undefined ? p.version > sentVersion : p.version > sentEvaluation,
+          );
+        for (const p of points)
+          if (p.testLoss === undefined) sentVersion = Math.max(sentVersion, p.version);
+          else sentEvaluation = Math.max(sentEvaluation, p.version);
         return { status: run.status(coordinator.clock.now()), points };
       },
       coalesceMs: 200,

@@ -41,6 +41,8 @@ export interface RunRecord {
     at: number;
     /** What was measured, in words. */
     measured?: string;
+    /** How the coordinator ran it ("on a worker thread, off its event loop"), in words. */
+    where?: string;
     /** Text generated from that version (language models). */
     sample?: string;
   };

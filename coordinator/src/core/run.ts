@@ -4,6 +4,7 @@
 // messages (acknowledgements; parameters go out with later leases) is returned, so nothing announced can be lost.
 import {
   type ClientInfo,
+  decayMask,
   type GradientUpdate,
   initParameters,
   type ParameterLayout,
@@ -64,6 +65,8 @@ const REPLICA_TOLERANCE = 0.05;
 
 export class Run {
   readonly layout: ParameterLayout;
+  /** Which parameters weight decay applies to (matrices only, as in the tab's AdamW). */
+  private readonly decay: Uint32Array;
   readonly scheduler: Scheduler;
   readonly sessions = new Map<string, SessionStats>();
   private round: Contribution[] = [];
@@ -85,6 +88,7 @@ export class Run {
     readonly data: RunData,
   ) {
     this.layout = parameterLayout(record.config.model);
+    this.decay = decayMask(this.layout);
     const batches = Math.ceil(this.data.trainCount / record.config.batchSize);
     this.scheduler = new Scheduler(
       batches,
@@ -210,7 +214,20 @@ export class Run {
         "this session's update is in the open version; wait for the next",
         { retryAfterMs: 250 },
       );
-    if (this.scheduler.liveLeases().filter((l) => l.sessionId === sessionId).length >= MAX_LEASES)
+    const held = this.scheduler.liveLeases().filter((l) => l.sessionId === sessionId);
+    // For the same reason, a second lease on the open version is refused where versions wait
+    // for their voters: it could not count in this version and would be stale in the next (a
+    // prefetching tab otherwise computes every other batch for nothing).
+    if (
+      this.config.strategy.kind !== "asynchronous" &&
+      held.some((l) => l.baseVersion === this.record.version)
+    )
+      return errorPayload(
+        "rateLimited",
+        "this session already works on the open version; wait for the next",
+        { retryAfterMs: 250 },
+      );
+    if (held.length >= MAX_LEASES)
       return errorPayload("rateLimited", `a session holds at most ${MAX_LEASES} leases at once`, {
         retryAfterMs: 250,
       });
@@ -398,6 +415,10 @@ export class Run {
     if (state !== "running") {
       const out = this.flush(now);
       for (const l of this.scheduler.liveLeases()) this.scheduler.revoke(l.id);
+      // The version it stands at is evaluated, so that what the researcher sees (and downloads)
+      // is described by its own loss, not an older version's.
+      const evaluated = this.evaluating ?? this.record.evaluation?.version ?? -1;
+      if (evaluated < this.record.version) this.evaluationDue = true;
       this.store.updateRun(this.record);
       return [
         ...out,
@@ -508,7 +529,7 @@ export class Run {
       m: this.optimizer.m.slice(),
       v: this.optimizer.v.slice(),
     };
-    applyUpdate(c.optimizer, this.parameters, this.optimizer, update);
+    applyUpdate(c.optimizer, this.parameters, this.optimizer, update, this.decay);
     if (!allFinite(this.parameters)) {
       // Cannot happen with checked updates and a sane learning rate; if it does, the step is
       // undone and its batches are free again, rather than a NaN reaching the parameters.
@@ -584,13 +605,14 @@ export class Run {
 
   /** A version waits to be evaluated (the latest committed one is, when its turn comes). */
   private evaluationDue = false;
-  private evaluating = false;
+  /** The version being evaluated now, if any. */
+  private evaluating: number | undefined;
 
   /** The evaluation to start now, if one is due and none is running; the caller runs it. */
   takeEvaluation(): EvaluationJob | undefined {
-    if (!this.evaluationDue || this.evaluating) return undefined;
+    if (!this.evaluationDue || this.evaluating !== undefined) return undefined;
     this.evaluationDue = false;
-    this.evaluating = true;
+    this.evaluating = this.record.version;
     return {
       runId: this.id,
       version: this.record.version,
@@ -606,7 +628,7 @@ export class Run {
    * run finishes if it reached its accuracy or loss target.
    */
   evaluated(job: EvaluationJob, result: EvaluationResult | Error, now: number): Outgoing[] {
-    this.evaluating = false;
+    this.evaluating = undefined;
     if (result instanceof Error) return [];
     const r = this.record;
     r.evaluation = {
@@ -615,6 +637,7 @@ export class Run {
       accuracy: result.accuracy,
       at: now,
       measured: result.measured,
+      ...(result.where !== undefined ? { where: result.where } : {}),
       ...(result.sample !== undefined ? { sample: result.sample } : {}),
     };
     const last = this.store.metrics(r.id, 1)[0];

@@ -39,22 +39,26 @@ export function learningRateAt(config: ServerOptimizerConfig, step: number): num
  *   sgd     v ← μv + g + λp;   p ← p − η·(Nesterov ? g + λp + μv : v)
  *   adamw   m ← β₁m + (1−β₁)g;  v ← β₂v + (1−β₂)g²;  p ← p − η·(m̂/(√v̂+ε) + λp)
  * For local SGD / DiLoCo the "gradient" is the averaged parameter delta (before − after), and
- * the run's optimizer is the outer Nesterov SGD.
+ * the run's optimizer is the outer Nesterov SGD. Weight decay λ applies where `decay` has the
+ * parameter's bit (model-spec's decayMask: matrices, not biases, norms or embeddings), as in the
+ * tab's AdamW.
  */
 export function applyUpdate(
   config: ServerOptimizerConfig,
   params: Float32Array,
   state: OptimizerState,
   update: Float32Array,
+  decay: Uint32Array,
 ): void {
   if (update.length !== params.length) throw new Error("update and parameters differ in size");
   const lr = learningRateAt(config, state.step);
   state.step++;
-  const { momentum: mu, weightDecay: wd } = config;
+  const { momentum: mu, weightDecay } = config;
   const m = state.m;
+  const wdOf = (i: number) => ((decay[i >>> 5]! >>> (i & 31)) & 1 ? weightDecay : 0);
   if (config.kind === "sgd") {
     for (let i = 0; i < params.length; i++) {
-      const g = update[i]! + wd * params[i]!;
+      const g = update[i]! + wdOf(i) * params[i]!;
       const v = mu * m[i]! + g;
       m[i] = v;
       params[i]! -= lr * (config.nesterov ? g + mu * v : v);
@@ -71,6 +75,6 @@ export function applyUpdate(
     const vi = b2 * v[i]! + (1 - b2) * g * g;
     m[i] = mi;
     v[i] = vi;
-    params[i]! -= lr * (mi / c1 / (Math.sqrt(vi / c2) + config.epsilon) + wd * params[i]!);
+    params[i]! -= lr * (mi / c1 / (Math.sqrt(vi / c2) + config.epsilon) + wdOf(i) * params[i]!);
   }
 }

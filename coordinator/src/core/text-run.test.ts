@@ -231,4 +231,25 @@ describe("a GPT across workers", () => {
       expect(run.record.evaluation!.sample!.length).toBeGreaterThan(100);
       expect(run.record.evaluation!.measured).toMatch(/32 held-out windows of 16/);
     }));
+
+  it("evaluates the version a run is stopped at, so its checkpoint has its own loss", () =>
+    withStore((store) => {
+      const sim = new Simulation(store, { datasets: { lines: () => shard } });
+      const run = sim.coordinator.createRun({
+        name: "tiny gpt",
+        model: tinyGpt,
+        dataset: "lines",
+        batchSize: 8,
+        strategy: { kind: "synchronous", targetUpdates: 2, stragglerMs: 5000 },
+        evaluateEvery: 50,
+        stop: { versions: 1000 },
+      });
+      for (let i = 0; i < 2; i++) sim.addWorker({ runId: run.id });
+      sim.runUntil(() => run.record.version >= 7);
+      expect(run.record.evaluation?.version ?? 0).toBeLessThan(7);
+      sim.coordinator.setRunState(run.id, "stopped");
+      sim.runUntil(() => run.record.evaluation?.version === run.record.version);
+      expect(run.record.state).toBe("stopped");
+      expect(sim.store.metrics(run.id).at(-1)!.testLoss).toBe(run.record.evaluation!.loss);
+    }));
 });

@@ -30,7 +30,8 @@ describe("threadEvaluator", () => {
       const result = await evaluator(job());
       const took = performance.now() - started;
       clearInterval(timer);
-      const inline = runEvaluation(job());
+      // The inline result, and the thread says where it ran.
+      const inline = { ...runEvaluation(job()), where: "on a worker thread, off its event loop" };
       expect(result).toEqual(inline);
       expect(result.sample!.startsWith("ROMEO:")).toBe(true);
       expect(result.loss).toBeCloseTo(Math.log(65), 0);

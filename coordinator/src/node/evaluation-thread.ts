@@ -50,7 +50,7 @@ export function threadEvaluator(): Evaluator & { close(): Promise<void> } {
       waiting.delete(reply.id);
       if (!p) return;
       if ("error" in reply) p.reject(new Error(reply.error));
-      else p.resolve(reply.result);
+      else p.resolve({ ...reply.result, where: "on a worker thread, off its event loop" });
     });
     // A thread that dies fails what it held; the next job starts a new one.
     const fail = (e: Error) => {
