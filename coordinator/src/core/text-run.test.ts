@@ -15,8 +15,8 @@ import { Simulation } from "../testing/simulation.ts";
 import { withStore } from "../testing/with-store.ts";
 import { Coordinator } from "./coordinator.ts";
 import { sampleOffset } from "./datasets.ts";
-import type { Peer } from "./ports.ts";
-import type { RunConfigError } from "./run-config.ts";
+import type { Peer, Store } from "./ports.ts";
+import type { RunConfigError, RunConfigInput } from "./run-config.ts";
 
 // A small corpus with structure to learn: a few lines, over and over, in varying order.
 const LINES = [
@@ -198,15 +198,23 @@ describe("data by reference", () => {
     }));
 });
 
+/** The tiny GPT on the lines, in a simulation over `store`, with the run's own settings. */
+function tinyGptRun(store: Store, config: RunConfigInput) {
+  const sim = new Simulation(store, { datasets: { lines: () => shard } });
+  const run = sim.coordinator.createRun({
+    name: "tiny gpt",
+    model: tinyGpt,
+    dataset: "lines",
+    batchSize: 8,
+    ...config,
+  });
+  return { sim, run };
+}
+
 describe("a GPT across workers", () => {
   it("trains with DiLoCo (AdamW inner steps, Nesterov outer momentum) and samples text", () =>
     withStore((store) => {
-      const sim = new Simulation(store, { datasets: { lines: () => shard } });
-      const run = sim.coordinator.createRun({
-        name: "tiny gpt",
-        model: tinyGpt,
-        dataset: "lines",
-        batchSize: 8,
+      const { sim, run } = tinyGptRun(store, {
         strategy: { kind: "localSgd", innerSteps: 4, targetUpdates: 3, stragglerMs: 5000 },
         local: { kind: "adamw", learningRate: 1e-2 },
         evaluateEvery: 10,
@@ -234,12 +242,7 @@ describe("a GPT across workers", () => {
 
   it("evaluates the version a run is stopped at, so its checkpoint has its own loss", () =>
     withStore((store) => {
-      const sim = new Simulation(store, { datasets: { lines: () => shard } });
-      const run = sim.coordinator.createRun({
-        name: "tiny gpt",
-        model: tinyGpt,
-        dataset: "lines",
-        batchSize: 8,
+      const { sim, run } = tinyGptRun(store, {
         strategy: { kind: "synchronous", targetUpdates: 2, stragglerMs: 5000 },
         evaluateEvery: 50,
         stop: { versions: 1000 },

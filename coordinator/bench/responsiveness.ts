@@ -1,0 +1,110 @@
+// `pnpm bench:responsiveness`: how long the coordinator keeps a caller waiting at most while a
+// GPT run trains and is evaluated, on Node and on the edge (`wrangler dev`). Three headless CPU
+// workers (`pangea worker`, a separate process) train the Shakespeare GPT (2 layers × 64)
+// synchronously, evaluated every 5 versions (each evaluation is 32 held-out windows and a
+// 160-character sample on the float64 reference); meanwhile this process asks the run's status
+// back to back and times each answer. On the edge that request is served by the run's Durable
+// Object, so its latency bounds how long the object's event loop was held (workerd's clocks do
+// not move while code runs, so the object cannot time itself). Node also reports its own
+// measure, `pangea_event_loop_delay_max_seconds` from /metrics.
+import { type ChildProcess, spawn } from "node:child_process";
+import { join } from "node:path";
+import { gptSpec } from "@pangea/shared";
+import { type Backend, serverProcess } from "../src/testing/server-process.ts";
+
+const VERSIONS = Number(process.env.RESPONSIVENESS_VERSIONS ?? 60);
+const cli = join(import.meta.dirname, "../src/node/cli.ts");
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+function quantile(sorted: number[], q: number): number {
+  return sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))] ?? Number.NaN;
+}
+
+/** Asks for `path` back to back until `until()` and returns the answers' latencies, sorted. */
+async function probe(url: string, until: () => boolean | Promise<boolean>): Promise<number[]> {
+  const times: number[] = [];
+  while (!(await until())) {
+    const t = performance.now();
+    await (await fetch(url)).arrayBuffer();
+    times.push(performance.now() - t);
+    await sleep(20);
+  }
+  return times.sort((a, b) => a - b);
+}
+
+async function measure(backend: Backend) {
+  const server = await serverProcess({ backend });
+  let workers: ChildProcess | undefined;
+  try {
+    const created = await server.api("/api/runs", {
+      method: "POST",
+      body: JSON.stringify({
+        name: "responsiveness",
+        model: gptSpec({ vocabSize: 65, contextLength: 64, layers: 2, heads: 4, width: 64 }),
+        dataset: "shakespeare",
+        batchSize: 16,
+        strategy: { kind: "synchronous", targetUpdates: 3, stragglerMs: 15_000 },
+        optimizer: { kind: "adamw", learningRate: 3e-3, warmupVersions: 20 },
+        evaluateEvery: 5,
+        stop: { versions: VERSIONS },
+      }),
+    });
+    if (!created.ok) throw new Error(`run refused: ${await created.text()}`);
+    const { id } = (await created.json()) as { id: string };
+    const status = `${server.url}/api/runs/${id}`;
+    const idleUntil = performance.now() + 5_000;
+    const idle = await probe(status, () => performance.now() > idleUntil);
+    workers = spawn(
+      process.execPath,
+      ["--import", "tsx", cli, "worker", server.url, "--run", id, "--count", "3"],
+      { stdio: "ignore" },
+    );
+    const started = performance.now();
+    let state = { state: "running", version: 0, evaluation: null as { version: number } | null };
+    let checked = 0;
+    const busy = await probe(status, async () => {
+      if (performance.now() - checked < 1000) return false;
+      checked = performance.now();
+      state = (await (await fetch(status)).json()) as typeof state;
+      return state.state !== "running" || performance.now() - started > 15 * 60_000;
+    });
+    let loopMax = Number.NaN;
+    if (backend === "node") {
+      const metrics = await (await server.api("/metrics")).text();
+      loopMax = Number(/pangea_event_loop_delay_max_seconds (\S+)/.exec(metrics)?.[1]) * 1000;
+    }
+    return {
+      backend,
+      versions: state.version,
+      evaluatedVersion: state.evaluation?.version ?? -1,
+      seconds: (performance.now() - started) / 1000,
+      idleP50: quantile(idle, 0.5),
+      p50: quantile(busy, 0.5),
+      p99: quantile(busy, 0.99),
+      max: busy.at(-1) ?? Number.NaN,
+      answers: busy.length,
+      loopMax,
+    };
+  } finally {
+    workers?.kill("SIGKILL");
+    await server.dispose();
+  }
+}
+
+const rows = [];
+for (const backend of ["node", "edge"] as const) {
+  const r = await measure(backend);
+  rows.push(r);
+  console.log(
+    `${backend}: ${r.versions} versions in ${r.seconds.toFixed(0)} s (last evaluated ${r.evaluatedVersion}); ` +
+      `status answered in p50 ${r.p50.toFixed(1)} ms (idle ${r.idleP50.toFixed(1)}), p99 ${r.p99.toFixed(1)} ms, ` +
+      `max ${r.max.toFixed(1)} ms over ${r.answers} answers` +
+      (Number.isNaN(r.loopMax) ? "" : `; event loop's longest hold ${r.loopMax.toFixed(1)} ms`),
+  );
+}
+console.log("\n| backend | versions | status p50 (idle) | p99 | max | event-loop max |");
+console.log("|---|---|---|---|---|---|");
+for (const r of rows)
+  console.log(
+    `| ${r.backend} | ${r.versions} | ${r.p50.toFixed(1)} ms (${r.idleP50.toFixed(1)}) | ${r.p99.toFixed(1)} ms | ${r.max.toFixed(1)} ms | ${Number.isNaN(r.loopMax) ? "n/a" : `${r.loopMax.toFixed(1)} ms`} |`,
+  );
