@@ -71,7 +71,7 @@ async function measure(backend: Backend) {
     let loopMax = Number.NaN;
     if (backend === "node") {
       const metrics = await (await server.api("/metrics")).text();
-      loopMax = Number(/pangea_event_loop_delay_max_seconds (\S+)/.exec(metrics)?.[1]) * 1000;
+      loopMax = Number(/^pangea_event_loop_delay_max_seconds (\S+)$/m.exec(metrics)?.[1]) * 1000;
     }
     return {
       backend,
