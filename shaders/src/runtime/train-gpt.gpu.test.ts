@@ -1,9 +1,9 @@
 // One tab trains the small Shakespeare GPT (2 layers, 4 heads, width 64, context 64) with the
 // engine alone, from ln(65) ≈ 4.17 to a validation loss of 2.5 nats per character or lower
 // within 300 steps (a step budget, not a time one: the machine's load must not decide the
-// outcome; it stops at step 200, 2.43, in under 3 minutes alone on two cores). The loss is computed by
-// the CPU reference from the engine's final parameters, on windows of the validation split (the
-// last 10%), and the model's text from "ROMEO:" is printed.
+// outcome; it stops at step 200, at 2.43, in under 3 minutes alone on two cores). The loss is
+// computed by the CPU reference from the engine's final parameters, on windows of the validation
+// split (the last 10%), and the model's text from "ROMEO:" is printed.
 import {
   decodeText,
   decodeTextShard,
