@@ -82,6 +82,7 @@ enum MessageType {
   error @9;
   signal @10;
   leave @11;
+  evaluation @12;
 }
 
 struct Message {
@@ -104,6 +105,7 @@ struct Message {
     signal @15 :Signal;
     leave @16 :Leave;
     trainingBatch @17 :TrainingBatch;
+    evaluation @18 :EvaluationReport;
   }
   timestamp @5 :UInt64;
 }
@@ -130,6 +132,7 @@ struct Join {
   client @2 :ClientInfo;
   encodings @3 :List(Encoding);   # update encodings this worker can produce
   protocolVersion @4 :UInt16;
+  evaluates @5 :Bool;         # it can take evaluation leases (Lease.heldOut)
 }
 
 struct ClientInfo {
@@ -241,6 +244,27 @@ struct Lease {
   baseVersion @2 :UInt64;        # the parameter version to train from
   deadline @3 :UInt64;           # the update must arrive before this instant
   innerSteps @4 :UInt32;
+  heldOut @5 :HeldOut;           # set: an evaluation lease, answered by an EvaluationReport on
+                                 # baseVersion (its batch is then empty)
+}
+
+# An evaluation lease's work, on the parameters of the lease's baseVersion: the loss and correct
+# predictions on held-out data in the run's shard, or a text sample.
+struct HeldOut {
+  offsets @0 :List(UInt32);      # test images, or the first tokens of validation windows
+  sampleTokens @1 :UInt32;       # > 0: generate this many tokens after `prompt` instead
+  prompt @2 :Text;
+  seed @3 :UInt32;               # the sampling stream's seed
+}
+
+# What a contributor measured for an evaluation lease. Each part of an evaluation goes to two
+# sessions; the coordinator keeps a result only when two of them agree.
+struct EvaluationReport {
+  leaseId @0 :UInt64;
+  version @1 :UInt64;
+  loss @2 :Float64;              # the sum over the offsets of each one's mean loss, in nats
+  correct @3 :UInt32;            # correct predictions: images, or next characters
+  sample @4 :Text;               # the generated text, the prompt included
 }
 
 struct ParameterBroadcast {

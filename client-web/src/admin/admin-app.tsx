@@ -218,6 +218,7 @@ const MNIST_FORM = {
   targetLoss: "0",
   epochs: "50",
   versions: "0",
+  evaluateBy: "coordinator",
 };
 /** The second preset: the Shakespeare GPT, synchronous data parallel (one click). */
 const GPT_FORM: typeof MNIST_FORM = {
@@ -295,6 +296,7 @@ function CreateRun(props: { onCreated: (id: string) => void }) {
       aggregation: { kind: f.aggregation, trim: num("trim"), clipNorm: num("clipNorm") },
       // A language model warms up and evaluates less often (each evaluation is seconds of CPU).
       ...(model.gpt ? { evaluateEvery: 25 } : {}),
+      evaluateBy: f.evaluateBy,
       stop: {
         targetAccuracy: num("targetAccuracy"),
         targetLoss: num("targetLoss"),
@@ -401,6 +403,13 @@ function CreateRun(props: { onCreated: (id: string) => void }) {
         {field("targetLoss", "or at validation loss (nats)", "0 = never")}
         {field("epochs", "or after epochs", "0 = no limit")}
         {field("versions", "or after versions", "0 = no limit")}
+        <label>
+          Evaluated by
+          <select value={f.evaluateBy} onChange={set("evaluateBy")} data-testid="field-evaluateBy">
+            <option value="coordinator">the coordinator (off its event loop)</option>
+            <option value="contributors">contributors (each part by two, compared)</option>
+          </select>
+        </label>
       </div>
       {problems.length > 0 && (
         <ul className="problems" role="alert" data-testid="problems">
@@ -414,6 +423,12 @@ function CreateRun(props: { onCreated: (id: string) => void }) {
       </button>
     </form>
   );
+}
+
+/** Who measured the evaluation, in words: contributors, or the coordinator and how it ran. */
+function evaluatedBy(where: string | undefined): string {
+  if (where?.startsWith("by ")) return where.slice(3);
+  return where ? `the coordinator, ${where}` : "the coordinator";
 }
 
 /** Nats to bits, as language-model papers report loss per character. */
@@ -472,8 +487,7 @@ function RunPage(props: { runId: string }) {
           )}
           <dt>Evaluated by</dt>
           <dd data-testid="evaluated-by">
-            the coordinator
-            {status.evaluation?.where ? `, ${status.evaluation.where}` : ""}
+            {evaluatedBy(status.evaluation?.where)}
             {status.evaluation?.measured ? `, on ${status.evaluation.measured}` : ""}
           </dd>
           <dt>Samples</dt>

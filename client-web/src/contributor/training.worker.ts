@@ -9,6 +9,7 @@ import {
   fetchShard,
   type SocketLike,
 } from "@pangea/shared/client";
+import { measureHeldOut } from "@pangea/shaders/reference";
 import { acquireDevice, WebGpuUnavailableError } from "@pangea/shaders/runtime";
 import { GpuTrainer } from "@pangea/shaders/runtime";
 import type { FromWorker, ToWorker } from "./worker-protocol.ts";
@@ -43,6 +44,9 @@ async function start(url: string, runId: string): Promise<void> {
   const c = new Contributor(new GpuTrainer(gpu, navigator.userAgent), {
     runId,
     prefetch: true,
+    // Evaluation leases are measured with the CPU reference, as the coordinator measures them:
+    // two sessions' reports are then the same numbers, whatever GPU each tab has.
+    evaluate: measureHeldOut,
     loadShard: (source) => cachedShard(url, source),
     onMessage: (p) => {
       if (p.type === "welcome")

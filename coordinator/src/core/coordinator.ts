@@ -145,6 +145,8 @@ export class Coordinator {
   private readonly watchers = new Map<string, Set<() => void>>();
   /** The current parameters of each run, encoded once per version and sent to whoever needs them. */
   private readonly parameterFrames = new Map<string, { version: number; frame: Uint8Array }>();
+  /** An older version's parameters, for evaluation leases on it (the run moved on since). */
+  private readonly heldOutFrames = new Map<string, { version: number; frame: Uint8Array }>();
 
   constructor(
     readonly store: Store,
@@ -276,7 +278,7 @@ export class Coordinator {
     this.bind(session, peer);
     const run = this.runs.get(session.runId);
     const stats = run?.sessions.get(sessionId);
-    if (run && stats) run.join(sessionId, stats.client, this.clock.now());
+    if (run && stats) run.join(sessionId, stats.client, this.clock.now(), stats.evaluates);
   }
 
   disconnect(peer: Peer): void {
@@ -514,11 +516,21 @@ export class Coordinator {
         }
         const answer = run.requestLease(session.id, now);
         if (answer.type === "error") answer.ref = m.messageId;
+        // An evaluation lease measures one version, which the session must hold exactly.
+        else if (answer.type === "lease" && answer.heldOut) {
+          if (session.knownVersion !== answer.baseVersion)
+            this.sendHeldOutParameters(peer, session, run);
+        }
         // Parameters are pulled, not broadcast: a session that is behind gets the current ones
         // just before the lease that will use them. A version then costs one parameter frame
         // per lease, not one per connected tab.
         else if (session.knownVersion < run.record.version) this.sendParameters(peer, session, run);
         this.reply(peer, answer);
+        return;
+      }
+      case "evaluation": {
+        this.route(run, run.report(session.id, m.messageId, p, now));
+        this.changed(run.id);
         return;
       }
       case "gradientUpdate": {
@@ -670,7 +682,7 @@ export class Coordinator {
     // never asks for work costs the coordinator a small frame, not the whole model.
     session.knownVersion = -1;
     peer.identify?.(session.id, session.token);
-    run.join(session.id, p.client, now);
+    run.join(session.id, p.client, now, p.evaluates === true);
     this.saveSession(session);
     this.changed(run.id);
     this.send(peer, {
@@ -734,7 +746,7 @@ export class Coordinator {
 
   /** Starts the run's due evaluation, if any; its result is routed like any other event. */
   private startEvaluation(run: Run): void {
-    const job = run.takeEvaluation();
+    const job = run.takeEvaluation(this.clock.now());
     if (!job) return;
     const finish = (result: EvaluationResult | Error) => {
       if (result instanceof Error)
@@ -773,6 +785,24 @@ export class Coordinator {
     this.counters.parameterFrames++;
     this.transmit(peer, cached.frame);
     session.knownVersion = version;
+  }
+
+  /** The parameters of the version contributors are evaluating (usually the current one). */
+  private sendHeldOutParameters(peer: Peer, session: Session, run: Run): void {
+    const held = run.heldOutParameters();
+    if (!held) return;
+    if (held.version === run.record.version) {
+      this.sendParameters(peer, session, run);
+      return;
+    }
+    let cached = this.heldOutFrames.get(run.id);
+    if (cached?.version !== held.version) {
+      cached = { version: held.version, frame: this.encode({ type: "parameters", ...held }, "") };
+      this.heldOutFrames.set(run.id, cached);
+    }
+    this.counters.parameterFrames++;
+    this.transmit(peer, cached.frame);
+    session.knownVersion = held.version;
   }
 
   private reply(peer: Peer, payload: Payload): void {

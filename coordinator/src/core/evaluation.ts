@@ -4,8 +4,14 @@
 // (one window, one generated token, or 250 images each) that an Evaluator runs off the event
 // loop (a worker thread on Node) or a step per turn of it (the edge, the default); the simulation
 // runs it at once, so that its order of events stays deterministic.
-import { evaluate, evaluateText, generate } from "@pangea/shaders/reference";
-import { decodeText, encodeText, type ModelSpec, seededRandom } from "@pangea/shared";
+import {
+  generate,
+  type HeldOutMeasure,
+  measureHeldOut,
+  promptTokens,
+  validationWindows,
+} from "@pangea/shaders/reference";
+import { decodeText, type HeldOut, type ModelSpec, seededRandom } from "@pangea/shared";
 import type { RunData } from "./datasets.ts";
 
 export interface EvaluationResult {
@@ -42,66 +48,88 @@ export const SAMPLE_CHARACTERS = 160;
 const PROMPT = "ROMEO:";
 const IMAGE_STEP = 250;
 
+/**
+ * What an evaluation measures, in parts: held-out loss parts of at most `windows` text windows
+ * (or IMAGE_STEP test images) each, then, for text, the sample. The coordinator steps through
+ * them one window at a time; evaluation leases hand them to contributors a few windows at once.
+ * Either way the parts cover the same images and windows, so their sums are the same numbers.
+ */
+export function evaluationParts(
+  job: Pick<EvaluationJob, "model" | "data" | "seed">,
+  windows: number,
+): HeldOut[] {
+  const shard = job.data.shard;
+  const part = (offsets: number[]): HeldOut => ({ offsets, sampleTokens: 0, prompt: "", seed: 0 });
+  const chunks = (all: number[], size: number) =>
+    Array.from({ length: Math.ceil(all.length / size) }, (_, i) =>
+      part(all.slice(i * size, (i + 1) * size)),
+    );
+  if (shard.kind === "images")
+    return chunks(
+      Array.from({ length: shard.test.count }, (_, i) => i),
+      IMAGE_STEP,
+    );
+  const T = job.model.transformer?.contextLength;
+  if (!T) throw new Error("a text dataset needs a transformer model");
+  const starts = validationWindows(shard.corpus.validation.length, T, job.seed, TEXT_EVAL_WINDOWS);
+  return [
+    ...chunks(starts, windows),
+    { offsets: [], sampleTokens: SAMPLE_CHARACTERS, prompt: PROMPT, seed: job.seed ^ 0x2545f491 },
+  ];
+}
+
+/** The evaluation's result from its parts' measures (in the order of `evaluationParts`). */
+export function combineParts(
+  job: Pick<EvaluationJob, "model" | "data">,
+  parts: readonly HeldOut[],
+  measures: readonly HeldOutMeasure[],
+): EvaluationResult {
+  let loss = 0;
+  let correct = 0;
+  let count = 0;
+  let sample: string | undefined;
+  for (const [i, p] of parts.entries()) {
+    const m = measures[i]!;
+    if (p.sampleTokens > 0) sample = m.sample;
+    loss += m.loss;
+    correct += m.correct;
+    count += p.offsets.length;
+  }
+  const shard = job.data.shard;
+  if (shard.kind === "images")
+    return { loss: loss / count, accuracy: correct / count, measured: `${count} held-out images` };
+  const T = job.model.transformer!.contextLength;
+  return {
+    loss: loss / count,
+    accuracy: correct / (count * T),
+    ...(sample !== undefined ? { sample } : {}),
+    measured: `${count} held-out windows of ${T} characters`,
+  };
+}
+
 /** The evaluation as steps: each `yield` is a point where the caller may let others run. */
 export function* evaluationSteps(job: EvaluationJob): Generator<void, EvaluationResult> {
   const { model, parameters } = job;
   const shard = job.data.shard;
-  if (shard.kind === "images") {
-    const test = shard.test;
-    const w = test.inputShape.reduce((a, b) => a * b, 1);
-    let loss = 0;
-    let correct = 0;
-    for (let start = 0; start < test.count; start += IMAGE_STEP) {
-      const n = Math.min(IMAGE_STEP, test.count - start);
-      const part = {
-        ...test,
-        count: n,
-        inputs: test.inputs.subarray(start * w, (start + n) * w),
-        labels: test.labels.subarray(start, start + n),
-      };
-      const e = evaluate(model, parameters, part);
-      loss += e.loss * n;
-      correct += e.accuracy * n;
+  // One window (or 250 images) per step.
+  const parts = evaluationParts(job, 1);
+  const measures: HeldOutMeasure[] = [];
+  for (const part of parts) {
+    if (part.sampleTokens > 0 && shard.kind === "text") {
+      // The sample a token per step: the same stream as measureHeldOut's in one call.
+      const random = seededRandom(part.seed);
+      const out = promptTokens(shard.corpus, part.prompt);
+      for (let i = 0; i < part.sampleTokens; i++) {
+        out.push(generate(model, parameters, out, 1, random)[0]!);
+        yield;
+      }
+      measures.push({ loss: 0, correct: 0, sample: decodeText(shard.corpus, out) });
+    } else {
+      measures.push(measureHeldOut(model, parameters, shard, part));
       yield;
     }
-    return {
-      loss: loss / test.count,
-      accuracy: correct / test.count,
-      measured: `${test.count} held-out images`,
-    };
   }
-  const tf = model.transformer;
-  if (!tf) throw new Error("a text dataset needs a transformer model");
-  const T = tf.contextLength;
-  const tokens = shard.corpus.validation;
-  let loss = 0;
-  let accuracy = 0;
-  // The reference's evaluateText, one window per step (the same windows as in one call).
-  for (let w = 0; w < TEXT_EVAL_WINDOWS; w++) {
-    const r = evaluateText(model, parameters, tokens, 1, job.seed + w, 1);
-    loss += r.loss;
-    accuracy += r.accuracy;
-    yield;
-  }
-  // The sample: from the prompt when the vocabulary spells it, else from the first character.
-  let prompt: number[];
-  try {
-    prompt = encodeText(shard.corpus, PROMPT);
-  } catch {
-    prompt = [0];
-  }
-  const random = seededRandom(job.seed ^ 0x2545f491);
-  const out = [...prompt];
-  for (let i = 0; i < SAMPLE_CHARACTERS; i++) {
-    out.push(generate(model, parameters, out, 1, random)[0]!);
-    yield;
-  }
-  return {
-    loss: loss / TEXT_EVAL_WINDOWS,
-    accuracy: accuracy / TEXT_EVAL_WINDOWS,
-    sample: decodeText(shard.corpus, out),
-    measured: `${TEXT_EVAL_WINDOWS} held-out windows of ${T} characters`,
-  };
+  return combineParts(job, parts, measures);
 }
 
 /** The whole evaluation at once (the simulation's evaluator, and a worker thread's). */

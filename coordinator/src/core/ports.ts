@@ -22,6 +22,11 @@ export interface RunCounters {
    * not its batch count.
    */
   batchCommits?: Record<string, number>;
+  /** Evaluation leases' reports taken, reports that disagreed with two that agreed, and
+   * evaluations the coordinator took back from contributors (evaluation-leases.ts). */
+  evaluationReports?: number;
+  evaluationDisagreements?: number;
+  evaluationFallbacks?: number;
 }
 
 export interface RunRecord {
@@ -83,6 +88,8 @@ export interface SessionStats {
   updatesRefused: number;
   strikes: number;
   quarantined: boolean;
+  /** It said it can take evaluation leases. */
+  evaluates?: boolean;
 }
 
 /** A session as stored: its token resumes it, and its quarantine outlives a restart. */

@@ -67,6 +67,12 @@ export interface RunConfig {
   stop: StopCondition;
   /** Evaluate held-out loss and accuracy every this many versions. */
   evaluateEvery: number;
+  /**
+   * Who measures it: the coordinator (a worker thread on Node, sliced on the edge), or
+   * contributors, each part by two sessions compared (evaluation-leases.ts), with the
+   * coordinator stepping in where they cannot (fewer than two, no agreement, a paused run).
+   */
+  evaluateBy: "coordinator" | "contributors";
   /** Updates whose L2 norm exceeds this are refused (normTooLarge). */
   maxUpdateNorm: number;
   /** A lease lasts this long for a session whose speed is unknown; later, scaled to its speed. */
@@ -139,6 +145,7 @@ export function resolveRunConfig(input: RunConfigInput): RunConfig {
     seed: input.seed ?? 1,
     stop: { targetAccuracy: 0, epochs: 0, versions: 0, targetLoss: 0, ...input.stop },
     evaluateEvery: input.evaluateEvery ?? 10,
+    evaluateBy: input.evaluateBy ?? "coordinator",
     maxUpdateNorm: input.maxUpdateNorm ?? 1e4,
     leaseMs: input.leaseMs ?? 30_000,
     redundancy: input.redundancy ?? 0,
@@ -214,6 +221,10 @@ export function checkRunConfig(c: RunConfig): string[] {
   need(int(c.stop.versions, 0, 1e12), "stop.versions: a whole number");
   need(num(c.stop.targetLoss, 0, 1e6), "stop.targetLoss: 0 (none) or a loss in nats");
   need(int(c.evaluateEvery, 1, 1e6), "evaluateEvery: a positive integer");
+  need(
+    ["coordinator", "contributors"].includes(c.evaluateBy),
+    "evaluateBy: coordinator or contributors",
+  );
   need(num(c.maxUpdateNorm, 1e-6, 1e12), "maxUpdateNorm: a positive number");
   need(int(c.leaseMs, 100, 3_600_000), "leaseMs: 100 ms to 1 hour");
   need(num(c.redundancy, 0, 1), "redundancy: a fraction from 0 to 1");

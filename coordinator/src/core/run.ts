@@ -5,6 +5,7 @@
 import {
   type ClientInfo,
   decayMask,
+  type EvaluationReport,
   type GradientUpdate,
   initParameters,
   type ParameterLayout,
@@ -14,7 +15,8 @@ import {
 } from "@pangea/shared";
 import { aggregate, updateNorm, type WeightedUpdate } from "./aggregate.ts";
 import { type RunData, sampleOffset } from "./datasets.ts";
-import type { EvaluationJob, EvaluationResult } from "./evaluation.ts";
+import { evaluationParts, type EvaluationJob, type EvaluationResult } from "./evaluation.ts";
+import { ContributorEvaluation, WINDOWS_PER_LEASE } from "./evaluation-leases.ts";
 import type {
   MetricPoint,
   RunRecord,
@@ -153,12 +155,13 @@ export class Run {
   // --- sessions ---------------------------------------------------------------------------
 
   /** A session (new, or resumed after a reconnect) takes part. */
-  join(sessionId: string, client: ClientInfo, now: number): void {
+  join(sessionId: string, client: ClientInfo, now: number, evaluates = false): void {
     const known = this.sessions.get(sessionId);
     if (known) {
       known.connected = true;
       known.lastSeen = now;
       known.client = client;
+      known.evaluates = evaluates;
       return;
     }
     this.sessions.set(sessionId, {
@@ -172,6 +175,7 @@ export class Run {
       updatesRefused: 0,
       strikes: 0,
       quarantined: false,
+      evaluates,
     });
   }
 
@@ -183,6 +187,7 @@ export class Run {
       s.lastSeen = now;
     }
     this.scheduler.release(sessionId);
+    this.contributed?.release(sessionId);
   }
 
   /** The session spoke. (Its heartbeat's own speed figure is a claim and is not used: speed is
@@ -205,6 +210,10 @@ export class Run {
         retryAfterMs: this.record.state === "paused" ? 2000 : 0,
       });
     this.expire(now);
+    // Evaluation work first: it is short, and it fills the wait of a session whose update is
+    // already in the open version.
+    const evaluation = this.evaluationLease(s, now);
+    if (evaluation) return evaluation;
     // One vote per session per version: a session whose update is already in the open version
     // waits for the next one. Besides fairness, this keeps a fast (or hostile) session from
     // taking every batch of an epoch.
@@ -268,6 +277,79 @@ export class Run {
         offsets,
       },
     };
+  }
+
+  /** An evaluation lease for this session, if contributors are measuring a version. */
+  private evaluationLease(s: SessionStats, now: number): Payload | undefined {
+    const c = this.contributed;
+    if (!c || !s.evaluates) return undefined;
+    const leaseId = this.scheduler.newLeaseId();
+    const deadline = now + this.config.leaseMs;
+    const heldOut = c.offer(s.id, leaseId, deadline);
+    if (!heldOut) return undefined;
+    return {
+      type: "lease",
+      leaseId,
+      baseVersion: c.job.version,
+      deadline,
+      innerSteps: 0,
+      batch: { batchId: `eval:${c.job.version}`, metadata: {} },
+      heldOut,
+    };
+  }
+
+  /** The parameters evaluation leases measure (the version contributors are evaluating). */
+  heldOutParameters(): { version: number; tensors: Tensor[] } | undefined {
+    const c = this.contributed;
+    if (!c) return undefined;
+    return {
+      version: c.job.version,
+      tensors: this.layout.slots.map((slot) => ({
+        shape: slot.shape,
+        dtype: "float32",
+        name: slot.name,
+        data: c.job.parameters.subarray(slot.offset, slot.offset + slot.size),
+      })),
+    };
+  }
+
+  /** A contributor's report on an evaluation lease. */
+  report(sessionId: string, messageId: string, r: EvaluationReport, now: number): Outgoing[] {
+    const s = this.sessions.get(sessionId);
+    const c = this.contributed;
+    if (!s || s.quarantined) return [];
+    if (!c)
+      return [
+        {
+          to: sessionId,
+          payload: errorPayload("unknownLease", "no evaluation is being measured by contributors", {
+            ref: messageId,
+          }),
+        },
+      ];
+    const outcome = c.report(sessionId, r, now);
+    if (!outcome.ok) return this.refuse(s, outcome, messageId);
+    const counters = this.record.counters;
+    counters.evaluationReports = (counters.evaluationReports ?? 0) + 1;
+    counters.evaluationDisagreements =
+      (counters.evaluationDisagreements ?? 0) + outcome.strikes.length;
+    const out: Outgoing[] = [];
+    for (const id of outcome.strikes) {
+      const other = this.sessions.get(id);
+      if (other && this.strike(other))
+        out.push({
+          to: id,
+          payload: errorPayload(
+            "quarantined",
+            "this session's evaluations disagreed with two others; it is quarantined",
+          ),
+        });
+    }
+    if (c.done) {
+      this.contributed = undefined;
+      out.push(...this.evaluated(c.job, c.result(), now));
+    }
+    return out;
   }
 
   // --- updates ----------------------------------------------------------------------------
@@ -373,6 +455,7 @@ export class Run {
   tick(now: number): Outgoing[] {
     if (!this.active) return [];
     this.expire(now);
+    this.contributed?.expire(now);
     const st = this.config.strategy;
     // When every batch is leased out or waiting in this version, nothing more can arrive for
     // it: it closes with what it has (else it and the epoch would wait for each other forever).
@@ -512,6 +595,7 @@ export class Run {
     if (s.quarantined || s.strikes < this.config.quarantineAfter) return false;
     s.quarantined = true;
     this.scheduler.release(s.id);
+    this.contributed?.release(s.id);
     return true;
   }
 
@@ -608,12 +692,28 @@ export class Run {
   /** The version being evaluated now, if any. */
   private evaluating: number | undefined;
 
-  /** The evaluation to start now, if one is due and none is running; the caller runs it. */
-  takeEvaluation(): EvaluationJob | undefined {
+  /** An evaluation contributors are measuring (evaluation leases), if any. */
+  private contributed: ContributorEvaluation | undefined;
+
+  /**
+   * The evaluation the coordinator should run now, if one is due and none is running. Where the
+   * run has contributors measure it and two sessions could, it is handed to evaluation leases
+   * instead (and nothing is returned); one they cannot finish (no agreement, past its
+   * deadline, the run paused or stopped) comes back here for the coordinator to run.
+   */
+  takeEvaluation(now: number): EvaluationJob | undefined {
+    const c = this.contributed;
+    if (c && (c.failed || now > c.deadline || !this.active)) {
+      this.contributed = undefined;
+      const counters = this.record.counters;
+      counters.evaluationFallbacks = (counters.evaluationFallbacks ?? 0) + 1;
+      this.tookBack = c.job.version;
+      return c.job;
+    }
     if (!this.evaluationDue || this.evaluating !== undefined) return undefined;
     this.evaluationDue = false;
     this.evaluating = this.record.version;
-    return {
+    const job: EvaluationJob = {
       runId: this.id,
       version: this.record.version,
       model: this.config.model,
@@ -621,7 +721,19 @@ export class Run {
       data: this.data,
       seed: this.config.seed,
     };
+    const evaluators = [...this.sessions.values()].filter(
+      (s) => s.connected && s.evaluates && !s.quarantined,
+    ).length;
+    if (this.config.evaluateBy === "contributors" && this.active && evaluators >= 2) {
+      const parts = evaluationParts(job, WINDOWS_PER_LEASE);
+      this.contributed = new ContributorEvaluation(job, parts, now + 2 * this.config.leaseMs);
+      return undefined;
+    }
+    return job;
   }
+
+  /** The version the coordinator took back from contributors, to say so with its result. */
+  private tookBack = -1;
 
   /**
    * An evaluation's result (or its failure): written to the Store with a metric point, and the
@@ -630,6 +742,11 @@ export class Run {
   evaluated(job: EvaluationJob, result: EvaluationResult | Error, now: number): Outgoing[] {
     this.evaluating = undefined;
     if (result instanceof Error) return [];
+    if (job.version === this.tookBack)
+      result = {
+        ...result,
+        where: `${result.where ?? "by the coordinator"} (contributors could not finish it)`,
+      };
     const r = this.record;
     r.evaluation = {
       version: job.version,

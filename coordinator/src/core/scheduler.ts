@@ -70,6 +70,11 @@ export class Scheduler {
     this.nextLeaseId = firstLeaseId;
   }
 
+  /** A lease id for work outside the epoch (evaluation leases), from the same sequence. */
+  newLeaseId(): number {
+    return this.nextLeaseId++;
+  }
+
   get epoch(): number {
     return this.current.epoch;
   }

@@ -3,7 +3,7 @@
 // many of them in one process. `attacks` makes it a misbehaving contributor for the adversarial
 // tests.
 
-import { adamwStep, batchLossAndGradient } from "@pangea/shaders/reference";
+import { adamwStep, batchLossAndGradient, measureHeldOut } from "@pangea/shaders/reference";
 import {
   type Batch,
   decayMask,
@@ -16,6 +16,7 @@ import {
 import {
   Contributor,
   type ContributorOptions,
+  type HeldOutEvaluator,
   type Lease,
   type Trainer,
   type WorkResult,
@@ -26,6 +27,8 @@ export type Attack = "signFlip" | "nan" | "wrongShape" | "foreignLease";
 export interface HeadlessWorkerOptions extends ContributorOptions {
   /** Misbehaviours cycled through, one per update (honest when absent). */
   attacks?: Attack[];
+  /** Reports evaluation leases' losses 10% low (a session flattering the run). */
+  lieAboutEvaluation?: boolean;
   /** Computes the updates (the GPU engine through Dawn); the CPU reference when absent. */
   trainer?: Trainer;
 }
@@ -149,6 +152,14 @@ function localStep(
 
 export class HeadlessWorker extends Contributor {
   constructor(options: HeadlessWorkerOptions = {}) {
-    super(options.trainer ?? new CpuTrainer(options.attacks), options);
+    // Every headless worker takes evaluation leases (with the CPU reference) unless told not to.
+    const honest: HeldOutEvaluator = measureHeldOut;
+    const evaluate: HeldOutEvaluator = options.lieAboutEvaluation
+      ? (model, parameters, shard, part) => {
+          const m = measureHeldOut(model, parameters, shard, part);
+          return { ...m, loss: m.loss * 0.9 };
+        }
+      : honest;
+    super(options.trainer ?? new CpuTrainer(options.attacks), { evaluate, ...options });
   }
 }

@@ -13,6 +13,7 @@ import {
   type ClientInfo,
   type DataSource,
   type Encoding,
+  type HeldOut,
   type ModelSpec,
   type Payload,
   PROTOCOL_VERSION,
@@ -47,6 +48,21 @@ export interface Trainer {
   work(lease: Lease, batch: Batch, training: TrainingConfig): Maybe<WorkResult>;
 }
 
+/** What an evaluation lease measured (see HeldOut and EvaluationReport). */
+export interface HeldOutMeasure {
+  loss: number;
+  correct: number;
+  sample: string;
+}
+
+/** Measures a part of an evaluation on a version's parameters (the CPU reference's measureHeldOut). */
+export type HeldOutEvaluator = (
+  model: ModelSpec,
+  parameters: Float32Array,
+  shard: DatasetShard,
+  part: HeldOut,
+) => Maybe<HeldOutMeasure>;
+
 export interface ContributorOptions {
   /** "" lets the coordinator pick an active run. */
   runId?: string;
@@ -73,6 +89,11 @@ export interface ContributorOptions {
    * two live leases.
    */
   prefetch?: boolean;
+  /**
+   * Takes evaluation leases with this: the contributor then measures parts of the run's
+   * held-out evaluation too, which the coordinator compares between two sessions.
+   */
+  evaluate?: HeldOutEvaluator;
 }
 
 export class Contributor {
@@ -108,6 +129,10 @@ export class Contributor {
   /** Counts connections: a lease from an older one is void (it went back when that one closed). */
   private epoch = 0;
   private queue: Maybe<void> = undefined;
+  /** The parameters last set, as of the queue's position (evaluation leases measure them). */
+  private parameters: { version: number; tensors: readonly Tensor[] } | undefined;
+  /** The version the trainer holds, as of the queue's position (what a lease's work starts from). */
+  private trainerVersion = -1;
   private heartbeatTimer = 0;
   private readonly schedule: (fn: () => void, ms: number) => void;
   private readonly now: () => number;
@@ -139,6 +164,7 @@ export class Contributor {
       client: this.trainer.client,
       encodings: ["fp32", "fp16", "int8"],
       protocolVersion: PROTOCOL_VERSION,
+      evaluates: this.options.evaluate !== undefined,
     });
   }
 
@@ -190,7 +216,7 @@ export class Contributor {
         this.version = carried ? p.version : -1;
         this.enqueue(() =>
           after(this.trainer.prepare(p.model, p.training), () =>
-            carried ? this.trainer.setParameters(p.version, p.parameters) : undefined,
+            carried ? this.setParameters(p.version, p.parameters) : undefined,
           ),
         );
         const data = p.data;
@@ -200,16 +226,17 @@ export class Contributor {
         return;
       }
       case "parameters":
-        if (p.deltaFrom === undefined && p.version > this.version) {
+        // Usually newer; an older version comes before an evaluation lease on it.
+        if (p.deltaFrom === undefined && p.version !== this.version) {
           this.version = p.version;
-          this.enqueue(() => this.trainer.setParameters(p.version, p.tensors));
+          this.enqueue(() => this.setParameters(p.version, p.tensors));
         }
         return;
       case "lease": {
         this.leaseRequest = "";
         this.held++;
         const epoch = this.epoch;
-        this.enqueue(() => this.work(p, epoch));
+        this.enqueue(() => (p.heldOut ? this.measure(p, p.heldOut, epoch) : this.work(p, epoch)));
         // Throttled, the rest between leases is the point: no prefetch then.
         if (this.duty >= 1) this.requestLease();
         return;
@@ -312,7 +339,7 @@ export class Contributor {
         nodeId: this.sessionId,
         batchId: lease.batch.batchId,
         leaseId: result.leaseId ?? lease.leaseId,
-        baseVersion: Math.min(this.version, lease.baseVersion),
+        baseVersion: Math.min(this.trainerVersion, lease.baseVersion),
         sampleCount: samples,
         encoding: result.encoding,
         kind: training.strategy === "localSgd" ? "parameterDelta" : "gradient",
@@ -322,6 +349,44 @@ export class Contributor {
       const rest = this.duty < 1 ? (ms * (1 - this.duty)) / Math.max(this.duty, 0.05) : 0;
       if (rest > 0) this.schedule(() => this.requestLease(), rest);
       else this.requestLease();
+    });
+  }
+
+  private setParameters(version: number, tensors: readonly Tensor[]): Maybe<void> {
+    this.trainerVersion = version;
+    if (this.options.evaluate) this.parameters = { version, tensors };
+    return this.trainer.setParameters(version, tensors);
+  }
+
+  /** An evaluation lease: measures its part on the version it names, and reports it. */
+  private measure(lease: Lease, part: HeldOut, epoch: number): Maybe<void> {
+    if (epoch !== this.epoch || !this.connected || this.finished) return;
+    const evaluate = this.options.evaluate;
+    const held = this.parameters;
+    const done = () => {
+      if (epoch === this.epoch) this.held--;
+      this.requestLease();
+    };
+    // Not the version the lease names (it cannot happen with this coordinator): no report,
+    // and the lease lapses at its deadline.
+    if (!evaluate || !this.shard || held?.version !== lease.baseVersion) return done();
+    const flat = new Float32Array(held.tensors.reduce((n, t) => n + t.data.length, 0));
+    let at = 0;
+    for (const t of held.tensors) {
+      flat.set(t.data as Float32Array, at);
+      at += t.data.length;
+    }
+    return after(evaluate(this.model!, flat, this.shard, part), (m) => {
+      if (epoch === this.epoch && this.connected)
+        this.post({
+          type: "evaluation",
+          leaseId: lease.leaseId,
+          version: lease.baseVersion,
+          loss: m.loss,
+          correct: m.correct,
+          sample: m.sample,
+        });
+      done();
     });
   }
 

@@ -50,6 +50,17 @@ export const structs = {
       retryAfterMs: { kind: "u32", byte: 4 },
     },
   },
+  "EvaluationReport": {
+    dataWords: 4,
+    pointers: 1,
+    fields: {
+      leaseId: { kind: "u64", byte: 0 },
+      version: { kind: "u64", byte: 8 },
+      loss: { kind: "f64", byte: 16 },
+      correct: { kind: "u32", byte: 24 },
+      sample: { kind: "text", ptr: 0 },
+    },
+  },
   "GradientUpdate": {
     dataWords: 6,
     pointers: 4,
@@ -77,6 +88,16 @@ export const structs = {
       samplesPerSecond: { kind: "f32", byte: 8 },
     },
   },
+  "HeldOut": {
+    dataWords: 1,
+    pointers: 2,
+    fields: {
+      offsets: { kind: "list", element: { kind: "u32" }, ptr: 0 },
+      sampleTokens: { kind: "u32", byte: 0 },
+      prompt: { kind: "text", ptr: 1 },
+      seed: { kind: "u32", byte: 4 },
+    },
+  },
   "Join": {
     dataWords: 1,
     pointers: 4,
@@ -86,6 +107,7 @@ export const structs = {
       client: { kind: "struct", type: "ClientInfo", ptr: 2 },
       encodings: { kind: "list", element: { kind: "u16", enum: "Encoding" }, ptr: 3 },
       protocolVersion: { kind: "u16", byte: 0 },
+      evaluates: { kind: "bool", bit: 16 },
     },
   },
   "Layer.kind": {
@@ -105,13 +127,14 @@ export const structs = {
   },
   "Lease": {
     dataWords: 4,
-    pointers: 1,
+    pointers: 2,
     fields: {
       leaseId: { kind: "u64", byte: 0 },
       batch: { kind: "struct", type: "TrainingBatch", ptr: 0 },
       baseVersion: { kind: "u64", byte: 8 },
       deadline: { kind: "u64", byte: 16 },
       innerSteps: { kind: "u32", byte: 24 },
+      heldOut: { kind: "struct", type: "HeldOut", ptr: 1 },
     },
   },
   "LeaseRequest": {
@@ -145,6 +168,7 @@ export const structs = {
       signal: { kind: "struct", type: "Signal", ptr: 3, when: 10 },
       leave: { kind: "struct", type: "Leave", ptr: 3, when: 11 },
       trainingBatch: { kind: "struct", type: "TrainingBatch", ptr: 3, when: 12 },
+      evaluation: { kind: "struct", type: "EvaluationReport", ptr: 3, when: 13 },
     },
   },
   "Message": {
@@ -271,7 +295,7 @@ export const enums = {
   ErrorCode: ["internal", "malformedFrame", "frameTooLarge", "unsupportedMessage", "notJoined", "unknownRun", "runNotActive", "unknownLease", "leaseExpired", "staleVersion", "shapeMismatch", "nonFinite", "normTooLarge", "unauthorized", "quarantined", "rateLimited", "protocolVersion", "claimMismatch", "alreadyJoined", "notIntroduced"],
   LocalOptimizer: ["sgd", "momentum", "adamw"],
   Loss: ["softmaxCrossEntropy", "meanSquaredError"],
-  MessageType: ["request", "response", "gradientSync", "heartbeat", "join", "welcome", "lease", "parameters", "ack", "error", "signal", "leave"],
+  MessageType: ["request", "response", "gradientSync", "heartbeat", "join", "welcome", "lease", "parameters", "ack", "error", "signal", "leave", "evaluation"],
   Strategy: ["synchronous", "asynchronous", "localSgd"],
   UpdateKind: ["gradient", "parameterDelta"],
 } as const;

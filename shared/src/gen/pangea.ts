@@ -389,7 +389,8 @@ export const MessageType = {
     ACK: 8,
     ERROR: 9,
     SIGNAL: 10,
-    LEAVE: 11
+    LEAVE: 11,
+    EVALUATION: 12
 } as const;
 export type MessageType = (typeof MessageType)[keyof typeof MessageType];
 export const Message_Payload_Which = {
@@ -410,7 +411,8 @@ export const Message_Payload_Which = {
     HEARTBEAT: 9,
     SIGNAL: 10,
     LEAVE: 11,
-    TRAINING_BATCH: 12
+    TRAINING_BATCH: 12,
+    EVALUATION: 13
 } as const;
 export type Message_Payload_Which = (typeof Message_Payload_Which)[keyof typeof Message_Payload_Which];
 export class Message_Payload extends $.Struct {
@@ -427,6 +429,7 @@ export class Message_Payload extends $.Struct {
     static readonly SIGNAL = Message_Payload_Which.SIGNAL;
     static readonly LEAVE = Message_Payload_Which.LEAVE;
     static readonly TRAINING_BATCH = Message_Payload_Which.TRAINING_BATCH;
+    static readonly EVALUATION = Message_Payload_Which.EVALUATION;
     static readonly _capnp = {
         displayName: "payload",
         id: "fb7450d1e36a9862",
@@ -762,6 +765,31 @@ export class Message_Payload extends $.Struct {
         $.utils.setUint16(2, 12, this);
         $.utils.copyFrom(value, $.utils.getPointer(3, this));
     }
+    _adoptEvaluation(value: $.Orphan<EvaluationReport>): void {
+        $.utils.setUint16(2, 13, this);
+        $.utils.adopt(value, $.utils.getPointer(3, this));
+    }
+    _disownEvaluation(): $.Orphan<EvaluationReport> {
+        return $.utils.disown(this.evaluation);
+    }
+    get evaluation(): EvaluationReport {
+        $.utils.testWhich("evaluation", $.utils.getUint16(2, this), 13, this);
+        return $.utils.getStruct(3, EvaluationReport, this);
+    }
+    _hasEvaluation(): boolean {
+        return !$.utils.isNull($.utils.getPointer(3, this));
+    }
+    _initEvaluation(): EvaluationReport {
+        $.utils.setUint16(2, 13, this);
+        return $.utils.initStructAt(3, EvaluationReport, this);
+    }
+    get _isEvaluation(): boolean {
+        return $.utils.getUint16(2, this) === 13;
+    }
+    set evaluation(value: EvaluationReport) {
+        $.utils.setUint16(2, 13, this);
+        $.utils.copyFrom(value, $.utils.getPointer(3, this));
+    }
     toString(): string { return "Message_Payload_" + super.toString(); }
     which(): Message_Payload_Which {
         return $.utils.getUint16(2, this) as Message_Payload_Which;
@@ -917,6 +945,16 @@ export class Join extends $.Struct {
     }
     set protocolVersion(value: number) {
         $.utils.setUint16(0, value, this);
+    }
+    /**
+* it can take evaluation leases (Lease.heldOut)
+*
+*/
+    get evaluates(): boolean {
+        return $.utils.getBit(16, this);
+    }
+    set evaluates(value: boolean) {
+        $.utils.setBit(16, value, this);
     }
     toString(): string { return "Join_" + super.toString(); }
 }
@@ -1474,7 +1512,7 @@ export class Lease extends $.Struct {
     static readonly _capnp = {
         displayName: "Lease",
         id: "afefa02be72aea4e",
-        size: new $.ObjectSize(32, 1),
+        size: new $.ObjectSize(32, 2),
     };
     get leaseId(): bigint {
         return $.utils.getUint64(0, this);
@@ -1526,7 +1564,136 @@ export class Lease extends $.Struct {
     set innerSteps(value: number) {
         $.utils.setUint32(24, value, this);
     }
+    _adoptHeldOut(value: $.Orphan<HeldOut>): void {
+        $.utils.adopt(value, $.utils.getPointer(1, this));
+    }
+    _disownHeldOut(): $.Orphan<HeldOut> {
+        return $.utils.disown(this.heldOut);
+    }
+    /**
+* set: an evaluation lease, answered by an EvaluationReport on
+* baseVersion (its batch is then empty)
+*
+*/
+    get heldOut(): HeldOut {
+        return $.utils.getStruct(1, HeldOut, this);
+    }
+    _hasHeldOut(): boolean {
+        return !$.utils.isNull($.utils.getPointer(1, this));
+    }
+    _initHeldOut(): HeldOut {
+        return $.utils.initStructAt(1, HeldOut, this);
+    }
+    set heldOut(value: HeldOut) {
+        $.utils.copyFrom(value, $.utils.getPointer(1, this));
+    }
     toString(): string { return "Lease_" + super.toString(); }
+}
+export class HeldOut extends $.Struct {
+    static readonly _capnp = {
+        displayName: "HeldOut",
+        id: "f26ad0ff333ae414",
+        size: new $.ObjectSize(8, 2),
+    };
+    _adoptOffsets(value: $.Orphan<$.List<number>>): void {
+        $.utils.adopt(value, $.utils.getPointer(0, this));
+    }
+    _disownOffsets(): $.Orphan<$.List<number>> {
+        return $.utils.disown(this.offsets);
+    }
+    /**
+* test images, or the first tokens of validation windows
+*
+*/
+    get offsets(): $.List<number> {
+        return $.utils.getList(0, $.Uint32List, this);
+    }
+    _hasOffsets(): boolean {
+        return !$.utils.isNull($.utils.getPointer(0, this));
+    }
+    _initOffsets(length: number): $.List<number> {
+        return $.utils.initList(0, $.Uint32List, length, this);
+    }
+    set offsets(value: $.List<number>) {
+        $.utils.copyFrom(value, $.utils.getPointer(0, this));
+    }
+    /**
+* > 0: generate this many tokens after `prompt` instead
+*
+*/
+    get sampleTokens(): number {
+        return $.utils.getUint32(0, this);
+    }
+    set sampleTokens(value: number) {
+        $.utils.setUint32(0, value, this);
+    }
+    get prompt(): string {
+        return $.utils.getText(1, this);
+    }
+    set prompt(value: string) {
+        $.utils.setText(1, value, this);
+    }
+    /**
+* the sampling stream's seed
+*
+*/
+    get seed(): number {
+        return $.utils.getUint32(4, this);
+    }
+    set seed(value: number) {
+        $.utils.setUint32(4, value, this);
+    }
+    toString(): string { return "HeldOut_" + super.toString(); }
+}
+export class EvaluationReport extends $.Struct {
+    static readonly _capnp = {
+        displayName: "EvaluationReport",
+        id: "b767287f256c7de2",
+        size: new $.ObjectSize(32, 1),
+    };
+    get leaseId(): bigint {
+        return $.utils.getUint64(0, this);
+    }
+    set leaseId(value: bigint) {
+        $.utils.setUint64(0, value, this);
+    }
+    get version(): bigint {
+        return $.utils.getUint64(8, this);
+    }
+    set version(value: bigint) {
+        $.utils.setUint64(8, value, this);
+    }
+    /**
+* the sum over the offsets of each one's mean loss, in nats
+*
+*/
+    get loss(): number {
+        return $.utils.getFloat64(16, this);
+    }
+    set loss(value: number) {
+        $.utils.setFloat64(16, value, this);
+    }
+    /**
+* correct predictions: images, or next characters
+*
+*/
+    get correct(): number {
+        return $.utils.getUint32(24, this);
+    }
+    set correct(value: number) {
+        $.utils.setUint32(24, value, this);
+    }
+    /**
+* the generated text, the prompt included
+*
+*/
+    get sample(): string {
+        return $.utils.getText(0, this);
+    }
+    set sample(value: string) {
+        $.utils.setText(0, value, this);
+    }
+    toString(): string { return "EvaluationReport_" + super.toString(); }
 }
 export const ParameterBroadcast_Which = {
     /**

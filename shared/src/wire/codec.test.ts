@@ -26,7 +26,8 @@ function normalized(message: WireMessage): WireMessage {
     labels: tensor(b.labels as Tensor),
   });
   if (p.type === "trainingBatch") Object.assign(out, batch(p));
-  if (p.type === "lease") out.batch = batch(p.batch as unknown as Record<string, unknown>);
+  if (p.type === "lease" && !p.heldOut)
+    out.batch = batch(p.batch as unknown as Record<string, unknown>);
   if (p.type === "gradientUpdate")
     Object.assign(out, { correct: 0, innerSteps: 0, ...p, gradients: out.gradients });
   return { ...message, payload: out as Payload };
@@ -182,6 +183,30 @@ describe("codec and capnp-es agree", () => {
       .welcome.model.transformer;
     expect([g.vocabSize, g.contextLength, g.layers, g.heads, g.width, g.dropout]).toEqual([
       65, 64, 2, 4, 64, 0.125,
+    ]);
+
+    // An evaluation lease and its report.
+    const evalLease = sampleMessages().find(
+      (m) => m.payload.type === "lease" && m.payload.heldOut,
+    )!;
+    const h = new capnp.Message(encodeMessage(evalLease), false).getRoot(gen.Message).payload.lease
+      .heldOut;
+    expect([[...h.offsets], h.sampleTokens, h.prompt, h.seed]).toEqual([
+      [0, 71, 2 ** 31 + 3],
+      160,
+      "ROMEO:",
+      2 ** 32 - 1,
+    ]);
+    const report = sampleMessages().find((m) => m.payload.type === "evaluation")!;
+    const e = new capnp.Message(encodeMessage(report), false).getRoot(gen.Message);
+    expect(e.messageType).toBe(gen.MessageType.EVALUATION);
+    const r = e.payload.evaluation;
+    expect([r.leaseId, r.version, r.loss, r.correct, r.sample]).toEqual([
+      2n ** 40n + 6n,
+      12n,
+      17.123456789012344,
+      1234,
+      "ROMEO: — ü",
     ]);
   });
 

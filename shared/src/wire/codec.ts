@@ -18,6 +18,7 @@ import type {
   DataType,
   Encoding,
   GradientUpdate,
+  HeldOut,
   ModelSpec,
   Payload,
   PayloadType,
@@ -100,6 +101,7 @@ function writeMessage(w: FrameWriter, message: WireMessage): Uint8Array {
         payload.encodings.map((e) => enumIndex("Encoding", e)),
       );
       w.u16(s, F.protocolVersion.byte, payload.protocolVersion);
+      w.bool(s, F.evaluates.bit, payload.evaluates === true);
       break;
     }
     case "welcome": {
@@ -137,6 +139,14 @@ function writeMessage(w: FrameWriter, message: WireMessage): Uint8Array {
       w.u64(s, F.baseVersion.byte, payload.baseVersion, "baseVersion");
       w.u64(s, F.deadline.byte, payload.deadline, "deadline");
       w.u32(s, F.innerSteps.byte, payload.innerSteps);
+      if (payload.heldOut) {
+        const h = w.struct(s, F.heldOut.ptr, structs.HeldOut);
+        const H = structs.HeldOut.fields;
+        w.scalars(h, H.offsets.ptr, 32, payload.heldOut.offsets);
+        w.u32(h, H.sampleTokens.byte, payload.heldOut.sampleTokens);
+        w.text(h, H.prompt.ptr, payload.heldOut.prompt);
+        w.u32(h, H.seed.byte, payload.heldOut.seed);
+      }
       break;
     }
     case "gradientUpdate":
@@ -190,6 +200,16 @@ function writeMessage(w: FrameWriter, message: WireMessage): Uint8Array {
     case "trainingBatch":
       writeTrainingBatch(w, w.struct(root, at, structs.TrainingBatch), payload);
       break;
+    case "evaluation": {
+      const s = w.struct(root, at, structs.EvaluationReport);
+      const F = structs.EvaluationReport.fields;
+      w.u64(s, F.leaseId.byte, payload.leaseId, "leaseId");
+      w.u64(s, F.version.byte, payload.version, "version");
+      w.f64(s, F.loss.byte, payload.loss);
+      w.u32(s, F.correct.byte, payload.correct);
+      w.text(s, F.sample.ptr, payload.sample);
+      break;
+    }
   }
   return w.finish();
 }
@@ -367,6 +387,11 @@ function estimateBytes(payload: Payload): number {
       add(payload.batch.samples);
       add(payload.batch.labels);
       bytes += 4 * (payload.batch.offsets?.length ?? 0);
+      bytes +=
+        4 * (payload.heldOut?.offsets.length ?? 0) + 3 * (payload.heldOut?.prompt.length ?? 0);
+      break;
+    case "evaluation":
+      bytes += 3 * payload.sample.length;
       break;
     case "trainingBatch":
       add(payload.samples);
@@ -469,6 +494,7 @@ function readPayload(
           .scalars(s, F.encodings.ptr, 16, "join.encodings")
           .map((e) => enumName(r, "Encoding", e)),
         protocolVersion: r.u16(s, F.protocolVersion.byte),
+        ...(r.bool(s, F.evaluates.bit) ? { evaluates: true } : {}),
       };
     }
     case "welcome": {
@@ -499,14 +525,24 @@ function readPayload(
       const s = need(variant);
       const F = structs.Lease.fields;
       const batch = r.struct(s, F.batch.ptr);
-      if (!batch) throw new WireError("message", "the lease carries no batch");
+      const held = readHeldOut(r, r.struct(s, F.heldOut.ptr));
+      // An evaluation lease's batch only names it: its data is the held-out part.
+      if (!batch && !held.heldOut) throw new WireError("message", "the lease carries no batch");
       return {
         type: "lease",
         leaseId: r.u64(s, F.leaseId.byte, "lease.leaseId"),
-        batch: readTrainingBatch(r, batch),
+        batch: held.heldOut
+          ? {
+              batchId: batch
+                ? r.text(batch, structs.TrainingBatch.fields.batchId.ptr, "batchId")
+                : "",
+              metadata: {},
+            }
+          : readTrainingBatch(r, batch!),
         baseVersion: r.u64(s, F.baseVersion.byte, "lease.baseVersion"),
         deadline: r.u64(s, F.deadline.byte, "lease.deadline"),
         innerSteps: r.u32(s, F.innerSteps.byte),
+        ...held,
       };
     }
     case "gradientUpdate":
@@ -573,7 +609,32 @@ function readPayload(
     }
     case "trainingBatch":
       return { type: "trainingBatch", ...readTrainingBatch(r, need(variant)) };
+    case "evaluation": {
+      const s = need(variant);
+      const F = structs.EvaluationReport.fields;
+      return {
+        type: "evaluation",
+        leaseId: r.u64(s, F.leaseId.byte, "evaluation.leaseId"),
+        version: r.u64(s, F.version.byte, "evaluation.version"),
+        loss: r.f64(s, F.loss.byte),
+        correct: r.u32(s, F.correct.byte),
+        sample: r.text(s, F.sample.ptr, "evaluation.sample"),
+      };
+    }
   }
+}
+
+function readHeldOut(r: FrameReader, s: StructView | null): { heldOut?: HeldOut } {
+  if (!s) return {};
+  const F = structs.HeldOut.fields;
+  return {
+    heldOut: {
+      offsets: r.scalars(s, F.offsets.ptr, 32, "heldOut.offsets"),
+      sampleTokens: r.u32(s, F.sampleTokens.byte),
+      prompt: r.text(s, F.prompt.ptr, "heldOut.prompt"),
+      seed: r.u32(s, F.seed.byte),
+    },
+  };
 }
 
 function readClientInfo(r: FrameReader, s: StructView | null): ClientInfo {

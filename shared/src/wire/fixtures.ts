@@ -56,6 +56,7 @@ export const samplePayloads: Payload[] = [
     },
     encodings: ["fp32", "fp16", "int8"],
     protocolVersion: 1,
+    evaluates: true,
   },
   {
     type: "welcome",
@@ -114,6 +115,28 @@ export const samplePayloads: Payload[] = [
     baseVersion: 12,
     deadline: 1_700_000_000_123,
     innerSteps: 1,
+  },
+  {
+    type: "lease",
+    leaseId: 2 ** 40 + 6,
+    batch: { batchId: "eval:12:4", metadata: {} },
+    baseVersion: 12,
+    deadline: 1_700_000_000_456,
+    innerSteps: 0,
+    heldOut: {
+      offsets: [0, 71, 2 ** 31 + 3],
+      sampleTokens: 160,
+      prompt: "ROMEO:",
+      seed: 2 ** 32 - 1,
+    },
+  },
+  {
+    type: "evaluation",
+    leaseId: 2 ** 40 + 6,
+    version: 12,
+    loss: 17.123456789012344,
+    correct: 1234,
+    sample: "ROMEO: — ü",
   },
   {
     type: "gradientUpdate",

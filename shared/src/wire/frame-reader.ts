@@ -161,6 +161,9 @@ export class FrameReader {
   f32(s: StructView, byte: number): number {
     return byte + 4 <= s.dataBytes ? this.dv.getFloat32(s.data + byte, true) : 0;
   }
+  f64(s: StructView, byte: number): number {
+    return byte + 8 <= s.dataBytes ? this.dv.getFloat64(s.data + byte, true) : 0;
+  }
   /** A UInt64 as a number; refuses values at or above 2^53, which a double cannot hold exactly. */
   u64(s: StructView, byte: number, what: string): number {
     if (byte + 8 > s.dataBytes) return 0;

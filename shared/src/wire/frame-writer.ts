@@ -65,6 +65,9 @@ export class FrameWriter {
   f32(s: StructSlot, byte: number, value: number): void {
     this.dv.setFloat32(s.data + byte, value, true);
   }
+  f64(s: StructSlot, byte: number, value: number): void {
+    this.dv.setFloat64(s.data + byte, value, true);
+  }
   u64(s: StructSlot, byte: number, value: number, what: string): void {
     if (!Number.isSafeInteger(value) || value < 0) {
       throw new WireError("encode", `${what} must be a non-negative safe integer, not ${value}`);

@@ -74,6 +74,30 @@ export interface GradientUpdate {
   innerSteps?: number;
 }
 
+/**
+ * An evaluation lease's work: the loss and correct predictions on held-out data of the run's
+ * shard (test images, or validation windows starting at `offsets`), or, when `sampleTokens` > 0,
+ * that many tokens generated after `prompt` from a generator seeded with `seed`.
+ */
+export interface HeldOut {
+  offsets: number[];
+  sampleTokens: number;
+  prompt: string;
+  seed: number;
+}
+
+/** What a contributor measured for an evaluation lease. */
+export interface EvaluationReport {
+  leaseId: number;
+  version: number;
+  /** The sum over the offsets of each one's mean loss, in nats. */
+  loss: number;
+  /** Correct predictions: images, or next characters. */
+  correct: number;
+  /** The generated text, the prompt included ("" for a loss part). */
+  sample: string;
+}
+
 export interface ClientInfo {
   kind: string;
   adapter: string;
@@ -131,6 +155,8 @@ export type Payload =
       client: ClientInfo;
       encodings: Encoding[];
       protocolVersion: number;
+      /** It can take evaluation leases (a lease with `heldOut`). */
+      evaluates?: boolean;
     }
   | {
       type: "welcome";
@@ -154,6 +180,8 @@ export type Payload =
       baseVersion: number;
       deadline: number;
       innerSteps: number;
+      /** Set: an evaluation lease on baseVersion's parameters (its batch is empty). */
+      heldOut?: HeldOut;
     }
   | ({ type: "gradientUpdate" } & GradientUpdate)
   | {
@@ -168,7 +196,8 @@ export type Payload =
   | { type: "heartbeat"; sentAt: number; samplesPerSecond: number }
   | { type: "signal"; payload: Uint8Array }
   | { type: "leave"; reason: string }
-  | ({ type: "trainingBatch" } & TrainingBatch);
+  | ({ type: "trainingBatch" } & TrainingBatch)
+  | ({ type: "evaluation" } & EvaluationReport);
 
 export type PayloadType = Payload["type"];
 
@@ -197,4 +226,5 @@ export const messageTypeOf: Record<Exclude<PayloadType, "raw">, MessageType> = {
   signal: "signal",
   leave: "leave",
   trainingBatch: "response",
+  evaluation: "evaluation",
 };
