@@ -91,7 +91,7 @@ export class Run {
   ) {
     this.layout = parameterLayout(record.config.model);
     this.decay = decayMask(this.layout);
-    const batches = Math.ceil(this.data.trainCount / record.config.batchSize);
+    const batches = Math.ceil(this.data.trainCount / leaseSize(record.config));
     this.scheduler = new Scheduler(
       batches,
       record.config.seed,
@@ -242,7 +242,7 @@ export class Run {
       });
     const c = this.config;
     const steps = this.innerSteps;
-    const work = c.batchSize * steps;
+    const work = leaseSize(c);
     // A deadline from the session's measured speed (4× its expected time, plus 2 s of network),
     // within [MIN_LEASE_MS, leaseMs]; the full leaseMs while its speed is unknown. The floor is
     // for tabs that share a GPU: one tab compiling its pipelines stalls the others for seconds.
@@ -262,7 +262,7 @@ export class Run {
       );
     // Data by reference: the lease names where its samples are in the run's shard, which the
     // session fetched once; the batch itself never crosses the wire.
-    const indices = batchSamples(this.data.trainCount, c.batchSize, c.seed, lease.batch);
+    const indices = batchSamples(this.data.trainCount, leaseSize(c), c.seed, lease.batch);
     const offsets = Array.from(indices, (i) => sampleOffset(this.data, c.model, i, lease.epoch));
     return {
       type: "lease",
@@ -405,8 +405,7 @@ export class Run {
     const elapsed = Math.max(1, now - l.issuedAt);
     // What the coordinator knows, not what the update says (the two agree, or it was refused).
     const samples = this.leaseSamples(l);
-    const work = samples * this.innerSteps;
-    const speed = (1000 * work) / elapsed;
+    const speed = (1000 * samples) / elapsed;
     s.samplesPerSecond = s.samplesPerSecond === 0 ? speed : 0.7 * s.samplesPerSecond + 0.3 * speed;
     s.lastSeen = now;
     const batchKey = `${l.epoch}:${l.batch}`;
@@ -564,7 +563,7 @@ export class Run {
 
   /** The samples of a lease's batch (the last batch of an epoch may be short). */
   private leaseSamples(lease: Lease): number {
-    const size = this.config.batchSize;
+    const size = leaseSize(this.config);
     return Math.max(0, Math.min(size, this.data.trainCount - lease.batch * size));
   }
 
@@ -819,6 +818,14 @@ function votes(round: readonly Contribution[]): WeightedUpdate[] {
     });
     return { key: mine[0]!.key, tensors, weight: total };
   });
+}
+
+/**
+ * The samples one lease hands out: a batch, or for local SGD a batch per inner step (DiLoCo's
+ * inner steps each see fresh data; the lease names all of them by offset, in step order).
+ */
+export function leaseSize(c: RunConfig): number {
+  return c.strategy.kind === "localSgd" ? c.batchSize * c.strategy.innerSteps : c.batchSize;
 }
 
 function allFinite(a: Float32Array): boolean {

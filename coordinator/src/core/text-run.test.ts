@@ -226,8 +226,13 @@ describe("a GPT across workers", () => {
         momentum: 0.9,
         nesterov: true,
       });
+      // A lease names a batch per inner step (4 × 8 windows), so an epoch is the data once.
+      expect(run.scheduler.batchCount).toBe(Math.ceil(run.data.trainCount / 32));
       for (let i = 0; i < 3; i++) sim.addWorker({ runId: run.id });
       sim.runUntil(() => run.record.state === "finished");
+      // 30 versions of 3 leases of 32 windows (an epoch's last lease is short).
+      expect(run.record.counters.samples).toBeGreaterThan(0.95 * 30 * 3 * 32);
+      expect(run.record.counters.samples).toBeLessThanOrEqual(30 * 3 * 32);
       const points = sim.store.metrics(run.id).filter((p) => p.testLoss !== undefined);
       // From ln(vocabulary) at the start to well below it after 30 versions of 3 × 4 steps.
       // Every 10 versions, and at each epoch's end.

@@ -8,6 +8,7 @@ import {
   type Batch,
   decayMask,
   dropoutSeedOf,
+  innerBatch,
   type ModelSpec,
   parameterLayout,
   type Tensor,
@@ -66,13 +67,14 @@ export class CpuTrainer implements Trainer {
     let loss: number;
     let correct: number;
     if (training.strategy === "localSgd") {
-      // DiLoCo's inner loop: H steps of the run's local optimizer from the leased version.
+      // DiLoCo's inner loop: H steps of the run's local optimizer from the leased version, each
+      // on its own part of the lease's batch.
       const local = Float64Array.from(start);
       const step = localStep(training, model, local.length);
       loss = 0;
       correct = 0;
       for (let s = 0; s < lease.innerSteps; s++) {
-        const r = batchLossAndGradient(model, local, batch, {
+        const r = batchLossAndGradient(model, local, innerBatch(batch, s, lease.innerSteps), {
           dropoutSeed: dropoutSeedOf(lease.batch, s),
         });
         if (s === 0) {

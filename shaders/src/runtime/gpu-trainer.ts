@@ -4,6 +4,7 @@
 import {
   type Batch,
   dropoutSeedOf,
+  innerBatch,
   type ModelSpec,
   type Tensor,
   type TrainingConfig,
@@ -78,7 +79,9 @@ export class GpuTrainer implements Trainer {
           };
     let first = { loss: 0, correct: 0 };
     for (let s = 0; s < Math.max(1, lease.innerSteps); s++) {
-      const stats = await engine.train(inputs, labels, optimizer, {
+      // Each inner step on its own part of the lease's batch (a batch per step).
+      const part = innerBatch(batch, s, lease.innerSteps);
+      const stats = await engine.train(part.inputs, part.labels, optimizer, {
         dropoutSeed: dropoutSeedOf(lease.batch, s),
       });
       if (s === 0) first = stats;

@@ -322,8 +322,8 @@ export class Contributor {
       if (epoch === this.epoch) this.held--;
       const ms = this.now() - started;
       const samples = batch.count;
-      const work = samples * Math.max(1, lease.innerSteps);
-      if (ms > 0) this.samplesPerSecond = (1000 * work) / ms;
+      // A local-SGD lease's batch holds a batch per inner step: its samples are the work.
+      if (ms > 0) this.samplesPerSecond = (1000 * samples) / ms;
       this.samplesDone += samples;
       this.options.onWork?.({ ...result, samples, ms });
       // A reconnect while working: the lease went back with the old connection.

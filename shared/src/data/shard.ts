@@ -82,6 +82,28 @@ export function leaseBatch(
 }
 
 /**
+ * The part of a local-SGD lease's batch that inner step `step` of `steps` trains on: the lease
+ * names a batch per step, in step order, so each step sees fresh samples (DiLoCo's inner loop).
+ * A short last batch of an epoch is shared out evenly, wrapping around where it runs short.
+ */
+export function innerBatch(batch: Batch, step: number, steps: number): Batch {
+  if (steps <= 1) return batch;
+  const n = Math.max(1, Math.ceil(batch.count / steps));
+  const width = batch.labels.length / batch.count; // label positions per sample (T for text)
+  const size = batch.inputs.length / batch.count;
+  const inputs = new (batch.inputs.constructor as Float32ArrayConstructor | Int32ArrayConstructor)(
+    n * size,
+  );
+  const labels = new Int32Array(n * width);
+  for (let k = 0; k < n; k++) {
+    const i = (step * n + k) % batch.count;
+    inputs.set(batch.inputs.subarray(i * size, (i + 1) * size), k * size);
+    labels.set(batch.labels.subarray(i * width, (i + 1) * width), k * width);
+  }
+  return { inputs, labels, count: n };
+}
+
+/**
  * The seed of a batch's dropout masks at one local step: everyone given the batch draws the same
  * masks (so two copies of a batch can be compared), and each inner step draws new ones.
  */
