@@ -2,14 +2,9 @@
 // two sessions and compared. In Node and inside workerd, with the real codec and core, and the
 // CPU reference as the workers.
 import { measureHeldOut } from "@pangea/shaders/reference";
-import {
-  decodeShard,
-  encodeTextShard,
-  type EvaluationReport,
-  gptSpec,
-  initParameters,
-} from "@pangea/shared";
+import { type EvaluationReport, initParameters } from "@pangea/shared";
 import { describe, expect, it } from "vitest";
+import { lines, linesShard, tinyGpt } from "../testing/lines.ts";
 import { Simulation } from "../testing/simulation.ts";
 import { withStore } from "../testing/with-store.ts";
 import { type EvaluationJob, evaluationParts, runEvaluation } from "./evaluation.ts";
@@ -17,22 +12,8 @@ import { ContributorEvaluation, WINDOWS_PER_LEASE } from "./evaluation-leases.ts
 import type { Store } from "./ports.ts";
 import type { RunConfigInput } from "./run-config.ts";
 
-const LINES = [
-  "to be or not to be, that is the question.\n",
-  "all the world's a stage, and all the men and women merely players.\n",
-  "now is the winter of our discontent.\n",
-  "a horse! a horse! my kingdom for a horse!\n",
-];
-const text = Array.from({ length: 240 }, (_, i) => LINES[(i * 5 + (i >> 1)) % LINES.length]).join(
-  "",
-);
-const bytes = encodeTextShard(text);
-const shard = decodeShard(bytes, "lines");
-const vocabSize = shard.kind === "text" ? shard.corpus.vocabulary.length : 0;
-const tinyGpt = gptSpec(
-  { vocabSize, contextLength: 16, layers: 1, heads: 2, width: 16 },
-  { seed: 9, name: "tiny-gpt" },
-);
+const bytes = linesShard;
+const shard = lines;
 
 function job(): EvaluationJob {
   return {

@@ -5,12 +5,12 @@ import {
   decodeMessage,
   decodeShard,
   encodeMessage,
-  encodeTextShard,
   gptSpec,
   type Payload,
   sha256Hex,
 } from "@pangea/shared";
 import { describe, expect, it } from "vitest";
+import { lines, linesShard, linesVocabulary, tinyGpt } from "../testing/lines.ts";
 import { Simulation } from "../testing/simulation.ts";
 import { withStore } from "../testing/with-store.ts";
 import { Coordinator } from "./coordinator.ts";
@@ -18,23 +18,9 @@ import { sampleOffset } from "./datasets.ts";
 import type { Peer, Store } from "./ports.ts";
 import type { RunConfigError, RunConfigInput } from "./run-config.ts";
 
-// A small corpus with structure to learn: a few lines, over and over, in varying order.
-const LINES = [
-  "to be or not to be, that is the question.\n",
-  "all the world's a stage, and all the men and women merely players.\n",
-  "now is the winter of our discontent.\n",
-  "a horse! a horse! my kingdom for a horse!\n",
-];
-const text = Array.from({ length: 240 }, (_, i) => LINES[(i * 7 + (i >> 2)) % LINES.length]).join(
-  "",
-);
-const shard = encodeTextShard(text);
-const vocabulary = decodeShard(shard, "lines");
-const vocabSize = vocabulary.kind === "text" ? vocabulary.corpus.vocabulary.length : 0;
-const tinyGpt = gptSpec(
-  { vocabSize, contextLength: 16, layers: 1, heads: 2, width: 16 },
-  { seed: 5, name: "tiny-gpt" },
-);
+const shard = linesShard;
+const vocabulary = lines;
+const vocabSize = linesVocabulary;
 
 /** A peer that keeps what the coordinator sends it. */
 function recorder(): Peer & { payloads: Payload[] } {
