@@ -6,7 +6,9 @@
 // back to back and times each answer. On the edge that request is served by the run's Durable
 // Object, so its latency bounds how long the object's event loop was held (workerd's clocks do
 // not move while code runs, so the object cannot time itself). Node also reports its own
-// measure, `pangea_event_loop_delay_max_seconds` from /metrics.
+// measure, `pangea_event_loop_delay_max_seconds` from /metrics. Each backend runs twice: the
+// coordinator evaluating, and its contributors evaluating (evaluation leases, each part measured
+// by two workers), where the coordinator measures nothing itself.
 import { type ChildProcess, spawn } from "node:child_process";
 import { join } from "node:path";
 import { gptSpec } from "@pangea/shared";
@@ -32,7 +34,9 @@ async function probe(url: string, until: () => boolean | Promise<boolean>): Prom
   return times.sort((a, b) => a - b);
 }
 
-async function measure(backend: Backend) {
+type EvaluateBy = "coordinator" | "contributors";
+
+async function measure(backend: Backend, evaluateBy: EvaluateBy) {
   const server = await serverProcess({ backend });
   let workers: ChildProcess | undefined;
   try {
@@ -46,6 +50,7 @@ async function measure(backend: Backend) {
         strategy: { kind: "synchronous", targetUpdates: 3, stragglerMs: 15_000 },
         optimizer: { kind: "adamw", learningRate: 3e-3, warmupVersions: 20 },
         evaluateEvery: 5,
+        evaluateBy,
         stop: { versions: VERSIONS },
       }),
     });
@@ -60,7 +65,11 @@ async function measure(backend: Backend) {
       { stdio: "ignore" },
     );
     const started = performance.now();
-    let state = { state: "running", version: 0, evaluation: null as { version: number } | null };
+    let state = {
+      state: "running",
+      version: 0,
+      evaluation: null as { version: number; where?: string } | null,
+    };
     let checked = 0;
     const busy = await probe(status, async () => {
       if (performance.now() - checked < 1000) return false;
@@ -75,6 +84,8 @@ async function measure(backend: Backend) {
     }
     return {
       backend,
+      evaluateBy,
+      where: state.evaluation?.where ?? "",
       versions: state.version,
       evaluatedVersion: state.evaluation?.version ?? -1,
       seconds: (performance.now() - started) / 1000,
@@ -92,19 +103,25 @@ async function measure(backend: Backend) {
 }
 
 const rows = [];
-for (const backend of ["node", "edge"] as const) {
-  const r = await measure(backend);
-  rows.push(r);
-  console.log(
-    `${backend}: ${r.versions} versions in ${r.seconds.toFixed(0)} s (last evaluated ${r.evaluatedVersion}); ` +
-      `status answered in p50 ${r.p50.toFixed(1)} ms (idle ${r.idleP50.toFixed(1)}), p99 ${r.p99.toFixed(1)} ms, ` +
-      `max ${r.max.toFixed(1)} ms over ${r.answers} answers` +
-      (Number.isNaN(r.loopMax) ? "" : `; event loop's longest hold ${r.loopMax.toFixed(1)} ms`),
-  );
-}
-console.log("\n| backend | versions | status p50 (idle) | p99 | max | event-loop max |");
-console.log("|---|---|---|---|---|---|");
+const modes = (process.env.RESPONSIVENESS_EVALUATE_BY ?? "coordinator,contributors").split(
+  ",",
+) as EvaluateBy[];
+for (const backend of ["node", "edge"] as const)
+  for (const evaluateBy of modes) {
+    const r = await measure(backend, evaluateBy);
+    rows.push(r);
+    console.log(
+      `${backend}, evaluated by ${evaluateBy} (last: ${r.where}): ${r.versions} versions in ${r.seconds.toFixed(0)} s (last evaluated ${r.evaluatedVersion}); ` +
+        `status answered in p50 ${r.p50.toFixed(1)} ms (idle ${r.idleP50.toFixed(1)}), p99 ${r.p99.toFixed(1)} ms, ` +
+        `max ${r.max.toFixed(1)} ms over ${r.answers} answers` +
+        (Number.isNaN(r.loopMax) ? "" : `; event loop's longest hold ${r.loopMax.toFixed(1)} ms`),
+    );
+  }
+console.log(
+  "\n| backend | evaluated by | versions | status p50 (idle) | p99 | max | event-loop max |",
+);
+console.log("|---|---|---|---|---|---|---|");
 for (const r of rows)
   console.log(
-    `| ${r.backend} | ${r.versions} | ${r.p50.toFixed(1)} ms (${r.idleP50.toFixed(1)}) | ${r.p99.toFixed(1)} ms | ${r.max.toFixed(1)} ms | ${Number.isNaN(r.loopMax) ? "n/a" : `${r.loopMax.toFixed(1)} ms`} |`,
+    `| ${r.backend} | ${r.evaluateBy} | ${r.versions} | ${r.p50.toFixed(1)} ms (${r.idleP50.toFixed(1)}) | ${r.p99.toFixed(1)} ms | ${r.max.toFixed(1)} ms | ${Number.isNaN(r.loopMax) ? "n/a" : `${r.loopMax.toFixed(1)} ms`} |`,
   );
