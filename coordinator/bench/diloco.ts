@@ -50,22 +50,29 @@ function run(label: string, config: RunConfigInput, innerSteps: number) {
   };
 }
 
-const sync = run(
-  "synchronous",
-  {
-    strategy: { kind: "synchronous", targetUpdates: WORKERS, stragglerMs: 60_000 },
-    optimizer: { kind: "adamw", learningRate: 3e-3, beta2: 0.99, warmupVersions: 20 },
-  },
-  1,
-);
-const rows = [sync];
-for (const H of [8, 32, 128]) {
+// DILOCO_SYNC=0 leaves the synchronous run out (to run configurations side by side, one per
+// core); DILOCO_H picks the inner-step counts; DILOCO_INNER_LR the workers' AdamW rate.
+const sync =
+  process.env.DILOCO_SYNC === "0"
+    ? undefined
+    : run(
+        "synchronous",
+        {
+          strategy: { kind: "synchronous", targetUpdates: WORKERS, stragglerMs: 60_000 },
+          optimizer: { kind: "adamw", learningRate: 3e-3, beta2: 0.99, warmupVersions: 20 },
+        },
+        1,
+      );
+const rows = sync ? [sync] : [];
+const HS = (process.env.DILOCO_H ?? "8,32,128").split(",").filter(Boolean).map(Number);
+const innerRate = Number(process.env.DILOCO_INNER_LR ?? 3e-3);
+for (const H of HS) {
   rows.push(
     run(
       `DiLoCo H=${H}`,
       {
         strategy: { kind: "localSgd", innerSteps: H, targetUpdates: WORKERS, stragglerMs: 60_000 },
-        local: { kind: "adamw", learningRate: 3e-3 },
+        local: { kind: "adamw", learningRate: innerRate },
         // DiLoCo's outer optimizer: SGD with Nesterov momentum, learning rate 0.7, momentum 0.9.
         optimizer: { kind: "sgd", learningRate: 0.7, momentum: 0.9, nesterov: true },
       },
@@ -75,13 +82,22 @@ for (const H of [8, 32, 128]) {
 }
 
 console.log(
-  `\nDiLoCo against synchronous data parallel: ${WORKERS} workers, ${model.name} (${T}-character windows, batch ${B}), ${sync.tokens.toLocaleString("en-US")} training tokens each\n`,
+  `\nDiLoCo against synchronous data parallel: ${WORKERS} workers, ${model.name} (${T}-character windows, batch ${B}, inner AdamW ${innerRate}), ${(rows[0]?.tokens ?? 0).toLocaleString("en-US")} training tokens each\n`,
 );
 console.log(
   "| strategy | versions | validation loss (nats) | vs sync | bytes/token | fewer bytes | s |",
 );
 console.log("|---|---:|---:|---:|---:|---:|---:|");
-for (const r of rows)
+const vsSync = (r: (typeof rows)[number]) =>
+  sync
+    ? [
+        `${((100 * (r.loss - sync.loss)) / sync.loss).toFixed(1)}%`,
+        `${(sync.bytesPerToken / r.bytesPerToken).toFixed(1)}×`,
+      ]
+    : ["–", "–"];
+for (const r of rows) {
+  const [loss, bytes] = vsSync(r);
   console.log(
-    `| ${r.label} | ${r.versions} | ${r.loss.toFixed(4)} | ${((100 * (r.loss - sync.loss)) / sync.loss).toFixed(1)}% | ${r.bytesPerToken.toFixed(1)} | ${(sync.bytesPerToken / r.bytesPerToken).toFixed(1)}× | ${r.seconds.toFixed(0)} |`,
+    `| ${r.label} | ${r.versions} | ${r.loss.toFixed(4)} | ${loss} | ${r.bytesPerToken.toFixed(1)} | ${bytes} | ${r.seconds.toFixed(0)} |`,
   );
+}
