@@ -7,6 +7,7 @@ export * from "./data/shard.ts";
 export { syntheticBlobs } from "./data/synthetic.ts";
 export * from "./data/text-shard.ts";
 export * from "./model/model-spec.ts";
+export * from "./model/safetensors.ts";
 export { seededRandom } from "./random.ts";
 export { sha256Hex } from "./sha256.ts";
 export * from "./wire/codec.ts";

@@ -525,6 +525,16 @@ function RunPage(props: { runId: string }) {
           >
             Download checkpoint
           </button>
+          <button
+            type="button"
+            onClick={() =>
+              downloadCheckpoint(status.id, "safetensors").catch((e) => setError(String(e)))
+            }
+            data-testid="checkpoint-safetensors"
+            title="For PyTorch, JAX, candle, Transformers.js"
+          >
+            Download safetensors
+          </button>
         </div>
         {error && (
           <p className="unsupported" role="alert">

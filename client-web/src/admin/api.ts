@@ -41,15 +41,21 @@ export async function api<T>(path: string, init: RequestInit = {}): Promise<T> {
   return (await response.json()) as T;
 }
 
-/** Downloads the run's checkpoint (a Cap'n Proto message) as a file. */
-export async function downloadCheckpoint(runId: string): Promise<void> {
-  const response = await fetch(`/api/runs/${encodeURIComponent(runId)}/checkpoint`, {
-    headers: { authorization: `Bearer ${token.get()}` },
-  });
+/** Downloads the run's checkpoint (a Cap'n Proto message, or safetensors) as a file. */
+export async function downloadCheckpoint(
+  runId: string,
+  format: "capnp" | "safetensors" = "capnp",
+): Promise<void> {
+  const response = await fetch(
+    `/api/runs/${encodeURIComponent(runId)}/checkpoint?format=${format}`,
+    {
+      headers: { authorization: `Bearer ${token.get()}` },
+    },
+  );
   if (!response.ok) throw new ApiError(response.status, "the checkpoint could not be read");
   const name =
     response.headers.get("content-disposition")?.match(/filename="([^"]+)"/)?.[1] ??
-    `${runId}.capnp`;
+    `${runId}.${format}`;
   const url = URL.createObjectURL(await response.blob());
   const a = document.createElement("a");
   a.href = url;

@@ -1,7 +1,7 @@
 // The dashboard's live stream (GET /api/runs/:id/events) against a run whose evaluations land
 // after later versions' commits, as they do when they run off the commit path: every evaluated
 // point still reaches the page. Runs in Node and inside workerd.
-import { mlpSpec } from "@pangea/shared";
+import { decodeSafetensors, mlpSpec } from "@pangea/shared";
 import { describe, expect, it } from "vitest";
 import { Simulation } from "../testing/simulation.ts";
 import { type EvaluationJob, type EvaluationResult, runEvaluation } from "./evaluation.ts";
@@ -68,5 +68,43 @@ describe("the run's live stream", () => {
       evaluated = (await stream.next()).points.find((p) => p.testLoss !== undefined);
     expect(evaluated).toMatchObject({ version: 2, testLoss: run.record.evaluation!.loss });
     await stream.close();
+  });
+});
+
+describe("the checkpoint as safetensors", () => {
+  it("holds every parameter under its layout name, with the model and the run's state", async () => {
+    const sim = new Simulation();
+    const run = sim.coordinator.createRun({
+      name: "blobs",
+      model: mlpSpec([16, 8, 4], { seed: 3 }),
+      dataset: "blobs",
+      batchSize: 32,
+      evaluateEvery: 2,
+      strategy: { kind: "synchronous", targetUpdates: 1, stragglerMs: 5000 },
+      stop: { versions: 4 },
+    });
+    sim.addWorker({ runId: run.id });
+    sim.runUntil(() => run.record.state === "finished");
+    const api = createApi(sim.coordinator, { adminToken: "t", startedAt: 0 });
+    const url = `/api/runs/${run.id}/checkpoint?format=safetensors`;
+    expect((await api.request(url)).status).toBe(401);
+    const response = await api.request(url, { headers: { authorization: "Bearer t" } });
+    expect(response.status).toBe(200);
+    expect(response.headers.get("content-disposition")).toContain(`${run.id}-v4.safetensors`);
+    const { tensors, metadata } = decodeSafetensors(new Uint8Array(await response.arrayBuffer()));
+    expect(tensors.map((t) => [t.name, t.shape])).toEqual(
+      run.layout.slots.map((s) => [s.name, s.shape]),
+    );
+    for (const [i, t] of tensors.entries()) {
+      const slot = run.layout.slots[i]!;
+      expect(t.data).toEqual(run.parameters.subarray(slot.offset, slot.offset + slot.size));
+    }
+    expect(metadata["pangea.version"]).toBe("4");
+    expect(JSON.parse(metadata["pangea.model"]!)).toEqual(run.config.model);
+    expect(JSON.parse(metadata["pangea.evaluation"]!).loss).toBe(run.record.evaluation!.loss);
+    const bad = await api.request(`/api/runs/${run.id}/checkpoint?format=pickle`, {
+      headers: { authorization: "Bearer t" },
+    });
+    expect(bad.status).toBe(400);
   });
 });

@@ -1,7 +1,7 @@
 // The coordinator's HTTP API (JSON), on Hono, which runs the same on Node and on Workers. Reads
 // are open; changes and checkpoints need `Authorization: Bearer <admin token>`. Every body is
 // validated, and a bad one gets a 400 that lists what is wrong.
-import { encodeMessage } from "@pangea/shared";
+import { encodeMessage, encodeSafetensors } from "@pangea/shared";
 import { type Context, Hono } from "hono";
 import { bodyLimit } from "hono/body-limit";
 import { streamSSE } from "hono/streaming";
@@ -205,9 +205,28 @@ export function createApi(coordinator: Coordinator, options: ApiOptions) {
 
   // The parameters with the model spec, as one Cap'n Proto Message (a Welcome), which our codec
   // and the C++ capnp tool both read.
+  // `?format=safetensors`: the parameters under their layout names in the safetensors format,
+  // with the model spec, the run's config, version and latest evaluation as metadata.
   api.get("/api/runs/:id/checkpoint", admin, (c) => {
     const run = runOr404(c.req.param("id"));
     if (!run) return c.json({ error: "not found" }, 404);
+    const format = c.req.query("format") ?? "capnp";
+    if (format === "safetensors") {
+      const file = encodeSafetensors(
+        run.parameterTensors().map((t) => ({
+          name: t.name!,
+          shape: t.shape,
+          data: t.data as Float32Array,
+        })),
+        checkpointMetadata(run),
+      );
+      return c.body(file as Uint8Array<ArrayBuffer>, 200, {
+        "content-type": "application/octet-stream",
+        "content-disposition": `attachment; filename="${run.id}-v${run.record.version}.safetensors"`,
+      });
+    }
+    if (format !== "capnp")
+      return c.json({ error: "bad request", message: "format: capnp or safetensors" }, 400);
     const frame = encodeMessage({
       messageId: `checkpoint-${run.id}-${run.record.version}`,
       sender: "coordinator",
@@ -233,6 +252,19 @@ export function createApi(coordinator: Coordinator, options: ApiOptions) {
   });
 
   return api;
+}
+
+/** What a safetensors checkpoint says about itself: strings, as the format's metadata must be. */
+function checkpointMetadata(run: import("./run.ts").Run): Record<string, string> {
+  const r = run.record;
+  return {
+    format: "pt",
+    "pangea.run": r.id,
+    "pangea.version": String(r.version),
+    "pangea.model": JSON.stringify(run.config.model),
+    "pangea.config": JSON.stringify(run.config),
+    ...(r.evaluation ? { "pangea.evaluation": JSON.stringify(r.evaluation) } : {}),
+  };
 }
 
 function summary(s: ReturnType<import("./run.ts").Run["status"]>) {

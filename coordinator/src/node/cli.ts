@@ -3,7 +3,8 @@
 //   runs list                               every run, one line each
 //   runs create <json-or-@file>             a run from a JSON config (see README: HTTP API)
 //   runs pause|resume|stop <run>
-//   checkpoint <run> <file>                 the run's parameters as a Cap'n Proto message
+//   checkpoint <run> <file>                 the run's parameters as a Cap'n Proto message, or
+//                                           as safetensors when <file> ends in .safetensors
 //   worker <url> [--run <id>] [--count <n>] [--gpu]
 //                                           headless contributors until the run ends: the CPU
 //                                           reference, or with --gpu the WGSL engine through Dawn
@@ -133,7 +134,9 @@ export async function main(argv: string[]): Promise<void> {
     case "checkpoint": {
       const [run, file] = args;
       if (!run || !file) fail("checkpoint <run> <file>");
-      const res = await call("GET", `/api/runs/${run}/checkpoint`);
+      // A .safetensors file gets the safetensors format; anything else the Cap'n Proto message.
+      const format = file.endsWith(".safetensors") ? "safetensors" : "capnp";
+      const res = await call("GET", `/api/runs/${run}/checkpoint?format=${format}`);
       writeFileSync(file, new Uint8Array(await res.arrayBuffer()));
       console.log(`wrote ${file}`);
       return;
