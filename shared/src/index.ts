@@ -2,7 +2,13 @@
 
 export { type Jitter, jitterImages, warpImage } from "./data/augment.ts";
 export * from "./data/dataset.ts";
-export { decodeImageShard, encodeImageShard, type ImageSplit } from "./data/image-shard.ts";
+export * from "./data/import.ts";
+export {
+  decodeImageShard,
+  encodeCodedImageShard,
+  encodeImageShard,
+  type ImageSplit,
+} from "./data/image-shard.ts";
 export * from "./data/shard.ts";
 export { syntheticBlobs } from "./data/synthetic.ts";
 export * from "./data/text-shard.ts";

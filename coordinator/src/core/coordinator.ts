@@ -253,8 +253,16 @@ export class Coordinator {
     return Math.max(1, Math.floor((budget - runMemoryBytes(run.config, count)) / perLease));
   }
 
+  /** The datasets runs here may name: the runtime's, and those brought since (addDataset). */
   private get datasets(): DatasetSources {
-    return this.options.datasets ?? {};
+    this.sources ??= { ...this.options.datasets };
+    return this.sources;
+  }
+  private sources?: Record<string, () => Uint8Array>;
+
+  /** A dataset brought while running (an upload): runs may name it from now on. */
+  addDataset(name: string, source: () => Uint8Array): void {
+    (this.datasets as Record<string, () => Uint8Array>)[name] = source;
   }
 
   // --- connections --------------------------------------------------------------------------

@@ -3,6 +3,11 @@
 //   runs list                               every run, one line each
 //   runs create <json-or-@file>             a run from a JSON config (see README: HTTP API)
 //   runs pause|resume|stop <run>
+//   datasets list                           every dataset: kind, size, split, vocabulary or classes
+//   datasets add <file> [<labels file>] [--kind text|images] [--name <name>]
+//                [--vocabulary char|byte] [--classes <n>]
+//                                           a dataset from a text file, or from images and labels
+//                                           (IDX as MNIST ships them, or .npy; .gz is unpacked)
 //   checkpoint <run> <file>                 the run's parameters as a Cap'n Proto message, or
 //                                           as safetensors when <file> ends in .safetensors
 //   worker <url> [--run <id>] [--count <n>] [--gpu]
@@ -13,6 +18,8 @@
 // or the token kept in PANGEA_DATA_DIR.
 import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import { pathToFileURL } from "node:url";
+import { gunzipSync } from "node:zlib";
+import { DEFAULT_DATASET_MAX_BYTES, type DatasetRecord } from "../core/dataset-catalog.ts";
 import { admissionFromEnv } from "../core/admission.ts";
 import { startServer } from "./server.ts";
 import { gpuOrCpuTrainer } from "./gpu-trainer.ts";
@@ -35,13 +42,14 @@ function token(): string {
 }
 
 async function call(method: string, path: string, body?: unknown): Promise<Response> {
+  const form = body instanceof FormData;
   const res = await fetch(`${baseUrl}${path}`, {
     method,
     headers: {
       authorization: `Bearer ${token()}`,
-      ...(body === undefined ? {} : { "content-type": "application/json" }),
+      ...(body === undefined || form ? {} : { "content-type": "application/json" }),
     },
-    ...(body === undefined ? {} : { body: JSON.stringify(body) }),
+    ...(body === undefined ? {} : { body: form ? body : JSON.stringify(body) }),
   }).catch((e: Error) => fail(`cannot reach ${baseUrl}: ${e.message}`));
   if (!res.ok) fail(`${method} ${path}: ${res.status} ${await res.text()}`);
   return res;
@@ -56,6 +64,9 @@ async function serveCommand(): Promise<void> {
     demo: env.PANGEA_DEMO !== "0",
     webDir: env.PANGEA_WEB_DIR,
     admission: admissionFromEnv(env),
+    ...(env.PANGEA_DATASET_MAX_BYTES
+      ? { datasetMaxBytes: Number(env.PANGEA_DATASET_MAX_BYTES) }
+      : {}),
   });
   for (const signal of ["SIGINT", "SIGTERM"] as const) {
     process.once(signal, () => {
@@ -94,6 +105,37 @@ async function workerCommand(
   process.exit(0);
 }
 
+/** A file for a dataset, unpacked when gzip-compressed (as MNIST's IDX files ship). */
+function readDatasetFile(path: string): Uint8Array {
+  const bytes = readFileSync(path);
+  if (bytes[0] !== 0x1f || bytes[1] !== 0x8b) return bytes;
+  const limit = Number(env.PANGEA_DATASET_MAX_BYTES ?? DEFAULT_DATASET_MAX_BYTES);
+  try {
+    return gunzipSync(bytes, { maxOutputLength: limit });
+  } catch (e) {
+    return fail(`${path}: cannot unpack (${(e as Error).message}; the limit is ${limit} bytes)`);
+  }
+}
+
+/** A dataset's default name: its file's, lowercased, without extensions and odd characters. */
+function datasetName(path: string): string {
+  const base = path.replace(/^.*\//, "").replace(/\..*$/, "").toLowerCase();
+  return (
+    base
+      .replace(/[^a-z0-9_-]+/g, "-")
+      .replace(/^-+/, "")
+      .slice(0, 40) || "dataset"
+  );
+}
+
+function describeDataset(d: DatasetRecord): string {
+  const what =
+    d.kind === "text"
+      ? `text, ${d.train} / ${d.validation} characters, vocabulary ${d.vocabulary}${d.vocabularyKind ? ` (${d.vocabularyKind})` : ""}`
+      : `images, ${d.train} / ${d.validation}, ${d.width} values, ${d.classes} classes`;
+  return `${d.name.padEnd(16)} ${what}, ${d.bytes} bytes, sha256 ${d.sha256.slice(0, 12)}…${d.builtIn ? " (built in)" : ""}`;
+}
+
 export async function main(argv: string[]): Promise<void> {
   const [command, ...args] = argv;
   const option = (name: string) => {
@@ -130,6 +172,49 @@ export async function main(argv: string[]): Promise<void> {
         return;
       }
       return fail("runs list|create|pause|resume|stop");
+    }
+    case "datasets": {
+      const [sub, ...files] = args.filter(
+        (a, i) => !a.startsWith("--") && !args[i - 1]?.startsWith("--"),
+      );
+      if (sub === "list") {
+        const { datasets } = (await (await call("GET", "/api/datasets")).json()) as {
+          datasets: DatasetRecord[];
+        };
+        for (const d of datasets) console.log(describeDataset(d));
+        return;
+      }
+      if (sub === "add") {
+        if (files.length < 1 || files.length > 2)
+          fail("datasets add <file> [<labels file>] [--kind text|images] [--name <name>]");
+        const kind = option("kind") ?? (files.length === 2 ? "images" : "text");
+        const form = new FormData();
+        form.set("kind", kind);
+        form.set("name", option("name") ?? datasetName(files[0]!));
+        for (const key of ["vocabulary", "classes"]) {
+          const value = option(key);
+          if (value !== undefined) form.set(key, value);
+        }
+        const parts = kind === "images" ? ["images", "labels"] : ["file"];
+        if (files.length !== parts.length)
+          fail(
+            kind === "images"
+              ? "an image set is two files: images and labels"
+              : "a text is one file",
+          );
+        parts.forEach((part, i) => {
+          const path = files[i]!;
+          form.set(
+            part,
+            new Blob([readDatasetFile(path) as Uint8Array<ArrayBuffer>]),
+            path.replace(/^.*\//, ""),
+          );
+        });
+        const record = (await (await call("POST", "/api/datasets", form)).json()) as DatasetRecord;
+        console.log(describeDataset(record));
+        return;
+      }
+      return fail("datasets list|add");
     }
     case "checkpoint": {
       const [run, file] = args;

@@ -12,10 +12,12 @@ import { tinyShakespeareShard } from "@pangea/shared/text-node";
 import { type RawData, type WebSocket, WebSocketServer } from "ws";
 import type { AdmissionLimits } from "../core/admission.ts";
 import { Coordinator } from "../core/coordinator.ts";
+import { datasetApi } from "../core/dataset-catalog.ts";
 import { createApi } from "../core/http-api.ts";
 import type { Peer } from "../core/ports.ts";
 import type { RunConfigInput } from "../core/run-config.ts";
 import { createApp } from "./app.ts";
+import { DatasetFiles } from "./dataset-files.ts";
 import { threadEvaluator } from "./evaluation-thread.ts";
 import { SqliteStore } from "./sqlite-store.ts";
 
@@ -32,6 +34,8 @@ export interface ServerOptions {
   webDir?: string;
   /** Per-address join limits (PANGEA_NEW_SESSIONS_PER_MINUTE, PANGEA_SESSIONS_PER_ADDRESS). */
   admission?: Partial<AdmissionLimits>;
+  /** The largest file a brought dataset may come from (PANGEA_DATASET_MAX_BYTES). */
+  datasetMaxBytes?: number;
   log?: (line: string) => void;
 }
 
@@ -68,11 +72,13 @@ export async function startServer(options: ServerOptions) {
   const startedAt = Date.now();
   const store = new SqliteStore(options.dataDir);
   const evaluator = threadEvaluator();
+  const builtIn = { mnist: mnistShardFromPackage, shakespeare: tinyShakespeareShard };
+  const brought = new DatasetFiles(options.dataDir);
   const coordinator = new Coordinator(
     store,
     { now: () => Date.now() },
     {
-      datasets: { mnist: mnistShardFromPackage, shakespeare: tinyShakespeareShard },
+      datasets: { ...builtIn, ...brought.sources() },
       admission: options.admission,
       evaluator,
     },
@@ -100,6 +106,16 @@ export async function startServer(options: ServerOptions) {
       `pangea_event_loop_delay_p99_seconds ${(loopDelay.percentile(99) / 1e9).toFixed(4)}`,
       "",
     ].join("\n");
+  app.route(
+    "/",
+    datasetApi({
+      adminToken,
+      storage: brought,
+      builtIn: async () => builtIn,
+      maxBytes: options.datasetMaxBytes,
+      added: (record) => coordinator.addDataset(record.name, brought.source(record.name)),
+    }),
+  );
   app.route("/", createApi(coordinator, { adminToken, startedAt, runtimeMetrics }));
 
   let stopping = false;

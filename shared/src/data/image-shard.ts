@@ -56,20 +56,52 @@ export function encodeMnistShard(digits: readonly (readonly number[])[]): Uint8A
   if (levels.length > 256)
     throw new Error(`${levels.length} distinct pixel values do not fit a byte`);
   const codeOf = new Map(levels.map((v, i) => [v, i]));
-
-  const labelsAt = HEADER_BYTES + levels.length * 4;
-  const pixelsAt = labelsAt + samples.length;
-  const bytes = new Uint8Array(pixelsAt + samples.length * PIXELS);
-  const view = new DataView(bytes.buffer);
-  const header = [MAGIC, VERSION, PIXELS, CLASSES, order.train.length, order.test.length];
-  for (const [i, v] of [...header, levels.length].entries()) view.setUint32(i * 4, v, true);
-  for (const [i, v] of levels.entries()) view.setFloat32(HEADER_BYTES + i * 4, v, true);
+  const labels = new Uint8Array(samples.length);
+  const codes = new Uint8Array(samples.length * PIXELS);
   samples.forEach(([digit, i], s) => {
-    bytes[labelsAt + s] = digit;
+    labels[s] = digit;
     const pixels = digits[digit]!;
     for (let p = 0; p < PIXELS; p++)
-      bytes[pixelsAt + s * PIXELS + p] = codeOf.get(Math.fround(pixels[i * PIXELS + p]!))!;
+      codes[s * PIXELS + p] = codeOf.get(Math.fround(pixels[i * PIXELS + p]!))!;
   });
+  return encodeCodedImageShard({
+    width: PIXELS,
+    classes: CLASSES,
+    trainCount: order.train.length,
+    levels: Float32Array.from(levels),
+    labels,
+    codes,
+  });
+}
+
+/**
+ * An image shard whose values are byte codes into a palette of at most 256 levels (MNIST's grey
+ * levels; any 8-bit image set with levels i/255): samples [0, trainCount) train, the rest are
+ * held out. `codes` holds `width` bytes per sample, `labels` one byte each.
+ */
+export function encodeCodedImageShard(set: {
+  width: number;
+  classes: number;
+  trainCount: number;
+  levels: Float32Array;
+  labels: Uint8Array;
+  codes: Uint8Array;
+}): Uint8Array {
+  const { width, classes, trainCount, levels, labels, codes } = set;
+  const count = labels.length;
+  if (levels.length < 1 || levels.length > 256)
+    throw new Error(`${levels.length} levels do not fit a byte`);
+  if (codes.length !== count * width)
+    throw new Error(`${codes.length} values for ${count} samples of ${width}`);
+  const labelsAt = HEADER_BYTES + levels.length * 4;
+  const pixelsAt = labelsAt + count;
+  const bytes = new Uint8Array(pixelsAt + codes.length);
+  const view = new DataView(bytes.buffer);
+  const header = [MAGIC, VERSION, width, classes, trainCount, count - trainCount, levels.length];
+  for (const [i, v] of header.entries()) view.setUint32(i * 4, v, true);
+  for (const [i, v] of levels.entries()) view.setFloat32(HEADER_BYTES + i * 4, v, true);
+  bytes.set(labels, labelsAt);
+  bytes.set(codes, pixelsAt);
   return bytes;
 }
 
