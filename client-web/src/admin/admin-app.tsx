@@ -7,6 +7,7 @@ import { LineChart } from "../ui/chart.tsx";
 import { ago, number, percent } from "../ui/format.ts";
 import { type RunStatus, useRunEvents } from "../ui/run-events.ts";
 import { ApiError, api, downloadCheckpoint, token } from "./api.ts";
+import { type DatasetRecord, DatasetsPanel, describe, useDatasets } from "./datasets.tsx";
 
 type RunSummary = Omit<RunStatus, "workers" | "config"> & {
   model: string;
@@ -112,6 +113,7 @@ function SignIn(props: { onDone: () => void }) {
 
 function RunsPage(props: { open: (id: string) => void }) {
   const [runs, setRuns] = useState<RunSummary[] | null>(null);
+  const [datasets, reloadDatasets] = useDatasets();
   useEffect(() => {
     const source = new EventSource("/api/events");
     source.addEventListener("runs", (e) =>
@@ -172,7 +174,8 @@ function RunsPage(props: { open: (id: string) => void }) {
           </table>
         )}
       </section>
-      <CreateRun onCreated={props.open} />
+      <CreateRun onCreated={props.open} datasets={datasets} />
+      <DatasetsPanel datasets={datasets} onAdded={reloadDatasets} />
     </>
   );
 }
@@ -240,8 +243,9 @@ const GPT_FORM: typeof MNIST_FORM = {
   versions: "3000",
 };
 
-function CreateRun(props: { onCreated: (id: string) => void }) {
+function CreateRun(props: { onCreated: (id: string) => void; datasets: DatasetRecord[] }) {
   const [f, setF] = useState(MNIST_FORM);
+  const [checkpoint, setCheckpoint] = useState<File | undefined>();
   const [problems, setProblems] = useState<string[]>([]);
   const set = (key: keyof typeof f) => (e: { target: { value: string } }) =>
     setF({ ...f, [key]: e.target.value });
@@ -280,11 +284,21 @@ function CreateRun(props: { onCreated: (id: string) => void }) {
               stragglerMs: num("stragglerMs"),
             };
     const model = MODELS[f.model]!;
+    // A brought dataset shapes the model's ends: the text's vocabulary, or the images' width
+    // and classes (the preset's hidden layers stay).
+    const data = props.datasets.find((d) => d.name === f.dataset);
+    const sizes =
+      data?.kind === "images" && !data.builtIn
+        ? [data.width!, ...model.sizes!.slice(1, -1), data.classes!]
+        : model.sizes!;
     const body = {
       name: f.name,
       model: model.gpt
-        ? gptSpec({ ...model.gpt, vocabSize: TEXT_VOCABULARY }, { name: f.model })
-        : mlpSpec(model.sizes!, { name: f.model }),
+        ? gptSpec(
+            { ...model.gpt, vocabSize: data?.vocabulary ?? TEXT_VOCABULARY },
+            { name: f.model },
+          )
+        : mlpSpec(sizes, { name: sizes === model.sizes ? f.model : `mlp-${sizes.join("-")}` }),
       dataset: f.dataset,
       batchSize: num("batchSize"),
       strategy,
@@ -305,10 +319,15 @@ function CreateRun(props: { onCreated: (id: string) => void }) {
       },
     };
     try {
-      const run = await api<{ id: string }>("/api/runs", {
-        method: "POST",
-        body: JSON.stringify(body),
-      });
+      // From a checkpoint: the config and the file together, as a form.
+      let request: BodyInit = JSON.stringify(body);
+      if (checkpoint) {
+        const form = new FormData();
+        form.set("config", JSON.stringify(body));
+        form.set("checkpoint", checkpoint, checkpoint.name);
+        request = form;
+      }
+      const run = await api<{ id: string }>("/api/runs", { method: "POST", body: request });
       setProblems([]);
       props.onCreated(run.id);
     } catch (err) {
@@ -351,8 +370,17 @@ function CreateRun(props: { onCreated: (id: string) => void }) {
         <label>
           Dataset
           <select value={f.dataset} onChange={set("dataset")} data-testid="field-dataset">
-            <option value="mnist">MNIST (9,000 train / 1,000 test)</option>
-            <option value="shakespeare">Tiny Shakespeare (1.0M / 0.1M characters)</option>
+            {props.datasets.length === 0 && (
+              <>
+                <option value="mnist">mnist</option>
+                <option value="shakespeare">shakespeare</option>
+              </>
+            )}
+            {props.datasets.map((d) => (
+              <option key={d.name} value={d.name}>
+                {d.name} ({describe(d)})
+              </option>
+            ))}
           </select>
         </label>
         <label>
@@ -403,6 +431,16 @@ function CreateRun(props: { onCreated: (id: string) => void }) {
         {field("targetLoss", "or at validation loss (nats)", "0 = never")}
         {field("epochs", "or after epochs", "0 = no limit")}
         {field("versions", "or after versions", "0 = no limit")}
+        <label>
+          Start from a checkpoint
+          <input
+            type="file"
+            accept=".safetensors,.capnp"
+            onChange={(e) => setCheckpoint(e.target.files?.[0])}
+            data-testid="field-checkpoint"
+          />
+          <small>safetensors or Cap'n Proto; empty = a fresh model</small>
+        </label>
         <label>
           Evaluated by
           <select value={f.evaluateBy} onChange={set("evaluateBy")} data-testid="field-evaluateBy">

@@ -21,7 +21,10 @@ export async function api<T>(path: string, init: RequestInit = {}): Promise<T> {
   const response = await fetch(path, {
     ...init,
     headers: {
-      ...(init.body ? { "content-type": "application/json" } : {}),
+      // A form (an upload) sets its own multipart content type.
+      ...(init.body && !(init.body instanceof FormData)
+        ? { "content-type": "application/json" }
+        : {}),
       authorization: `Bearer ${token.get()}`,
       ...init.headers,
     },

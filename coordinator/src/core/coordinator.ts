@@ -176,7 +176,13 @@ export class Coordinator {
   // --- runs (the HTTP API calls these) ------------------------------------------------------
 
   /** `id`: where the runtime names runs itself (the edge: a run is its Durable Object's name). */
-  createRun(input: RunConfigInput, start = true, id: string = randomId("run")): Run {
+  /** `initial`: the parameters to start from (a checkpoint's), in the model's layout. */
+  createRun(
+    input: RunConfigInput,
+    start = true,
+    id: string = randomId("run"),
+    initial?: Float32Array,
+  ): Run {
     let config: RunConfig;
     try {
       config = resolveRunConfig(input);
@@ -196,7 +202,7 @@ export class Coordinator {
     const data = loadDataset(config.dataset, config.model, this.datasets);
     const now = this.clock.now();
     if (this.runs.has(id)) throw new Error(`run ${id} exists`);
-    const run = Run.create(id, config, this.store, now, data);
+    const run = Run.create(id, config, this.store, now, data, initial);
     this.runs.set(run.id, run);
     if (start) this.route(run, run.setState("running", now));
     this.changed(run.id);

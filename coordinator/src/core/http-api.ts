@@ -1,12 +1,23 @@
 // The coordinator's HTTP API (JSON), on Hono, which runs the same on Node and on Workers. Reads
 // are open; changes and checkpoints need `Authorization: Bearer <admin token>`. Every body is
 // validated, and a bad one gets a 400 that lists what is wrong.
-import { encodeMessage, encodeSafetensors } from "@pangea/shared";
 import { type Context, Hono } from "hono";
 import { bodyLimit } from "hono/body-limit";
 import { streamSSE } from "hono/streaming";
-import { type Coordinator, HEARTBEAT_MS, trainingConfig } from "./coordinator.ts";
-import { RunConfigError, type RunConfigInput } from "./run-config.ts";
+import { checkpointParameters, encodeCheckpoint, readCheckpoint } from "./checkpoint.ts";
+import type { Coordinator } from "./coordinator.ts";
+import { RunConfigError, type RunConfigInput, resolveRunConfig } from "./run-config.ts";
+
+/** The largest run-creation body: a checkpoint of a 30M-parameter model (128 MiB). */
+export const DEFAULT_MAX_CHECKPOINT_BYTES = 128 << 20;
+
+function parseJson(text: string): unknown {
+  try {
+    return JSON.parse(text);
+  } catch {
+    return undefined;
+  }
+}
 
 export interface ApiOptions {
   adminToken: string;
@@ -18,6 +29,8 @@ export interface ApiOptions {
   runIdFor?: (request: Request) => string | undefined;
   /** The runtime's own figures for /metrics, in Prometheus text (Node: event-loop delay). */
   runtimeMetrics?: () => string;
+  /** The largest body that creates a run (a checkpoint with it): DEFAULT_MAX_CHECKPOINT_BYTES. */
+  maxCheckpointBytes?: number;
 }
 
 /**
@@ -98,25 +111,68 @@ export function createApi(coordinator: Coordinator, options: ApiOptions) {
     }),
   );
 
-  api.post("/api/runs", admin, bodyLimit({ maxSize: 1 << 20 }), async (c) => {
-    let body: unknown;
-    try {
-      body = await c.req.json();
-    } catch {
-      return c.json({ error: "invalid", problems: ["the body must be a JSON object"] }, 400);
-    }
-    if (!body || typeof body !== "object" || Array.isArray(body))
-      return c.json({ error: "invalid", problems: ["the body must be a JSON object"] }, 400);
-    const { start, ...input } = body as RunConfigInput & { start?: boolean };
-    try {
-      const run = coordinator.createRun(input, start !== false, options.runIdFor?.(c.req.raw));
-      return c.json(run.status(coordinator.clock.now()), 201);
-    } catch (e) {
-      if (e instanceof RunConfigError)
-        return c.json({ error: "invalid", problems: e.problems }, 400);
-      throw e;
-    }
-  });
+  // JSON: the run's config. A multipart form: the config (`config`, JSON) and a checkpoint
+  // (`checkpoint`: safetensors or Cap'n Proto) whose parameters the run starts from; with no
+  // model in the config, the checkpoint's own.
+  api.post(
+    "/api/runs",
+    admin,
+    bodyLimit({
+      maxSize: options.maxCheckpointBytes ?? DEFAULT_MAX_CHECKPOINT_BYTES,
+      onError: (c) =>
+        c.json(
+          {
+            error: "too large",
+            problems: [
+              `the body is over this coordinator's ${options.maxCheckpointBytes ?? DEFAULT_MAX_CHECKPOINT_BYTES} bytes`,
+            ],
+          },
+          413,
+        ),
+    }),
+    async (c) => {
+      const invalid = (problems: string[]) => c.json({ error: "invalid", problems }, 400);
+      let body: unknown;
+      let checkpoint: Uint8Array | undefined;
+      if (c.req.header("content-type")?.startsWith("multipart/form-data")) {
+        const form = await c.req.parseBody().catch(() => undefined);
+        const config = form?.config;
+        const file = form?.checkpoint;
+        if (typeof config !== "string") return invalid(["config: the form has no run config"]);
+        if (!(file instanceof File))
+          return invalid(["checkpoint: the form has no checkpoint file"]);
+        checkpoint = new Uint8Array(await file.arrayBuffer());
+        body = parseJson(config);
+      } else {
+        const text = await c.req.text();
+        if (text.length > 1 << 20)
+          return c.json({ error: "too large", problems: ["a run config is at most 1 MiB"] }, 413);
+        body = parseJson(text);
+      }
+      if (!body || typeof body !== "object" || Array.isArray(body))
+        return invalid(["the body must be a JSON object"]);
+      const { start, ...input } = body as RunConfigInput & { start?: boolean };
+      try {
+        let initial: Float32Array | undefined;
+        if (checkpoint) {
+          const read = readCheckpoint(checkpoint);
+          if (input.model === undefined && read.model) input.model = read.model;
+          const config = resolveRunConfig(input);
+          initial = checkpointParameters(config.model, read);
+        }
+        const run = coordinator.createRun(
+          input,
+          start !== false,
+          options.runIdFor?.(c.req.raw),
+          initial,
+        );
+        return c.json(run.status(coordinator.clock.now()), 201);
+      } catch (e) {
+        if (e instanceof RunConfigError) return invalid(e.problems);
+        throw e;
+      }
+    },
+  );
 
   api.get("/api/runs/:id", (c) => {
     const run = runOr404(c.req.param("id"));
@@ -203,68 +259,27 @@ export function createApi(coordinator: Coordinator, options: ApiOptions) {
     });
   }
 
-  // The parameters with the model spec, as one Cap'n Proto Message (a Welcome), which our codec
-  // and the C++ capnp tool both read.
-  // `?format=safetensors`: the parameters under their layout names in the safetensors format,
-  // with the model spec, the run's config, version and latest evaluation as metadata.
+  // The parameters with the model spec, as one Cap'n Proto Message (a Welcome), or with
+  // `?format=safetensors` as safetensors (checkpoint.ts).
   api.get("/api/runs/:id/checkpoint", admin, (c) => {
     const run = runOr404(c.req.param("id"));
     if (!run) return c.json({ error: "not found" }, 404);
     const format = c.req.query("format") ?? "capnp";
-    if (format === "safetensors") {
-      const file = encodeSafetensors(
-        run.parameterTensors().map((t) => ({
-          name: t.name!,
-          shape: t.shape,
-          data: t.data as Float32Array,
-        })),
-        checkpointMetadata(run),
-      );
-      return c.body(file as Uint8Array<ArrayBuffer>, 200, {
-        "content-type": "application/octet-stream",
-        "content-disposition": `attachment; filename="${run.id}-v${run.record.version}.safetensors"`,
-      });
-    }
-    if (format !== "capnp")
+    if (format !== "capnp" && format !== "safetensors")
       return c.json({ error: "bad request", message: "format: capnp or safetensors" }, 400);
-    const frame = encodeMessage({
-      messageId: `checkpoint-${run.id}-${run.record.version}`,
-      sender: "coordinator",
-      recipient: "",
-      timestamp: coordinator.clock.now(),
-      payload: {
-        type: "welcome",
-        runId: run.id,
-        sessionId: "",
-        sessionToken: "",
-        model: run.config.model,
-        version: run.record.version,
-        parameters: run.parameterTensors(),
-        training: trainingConfig(run.config),
-        heartbeatMs: HEARTBEAT_MS,
-        maxFrameBytes: coordinator.maxFrameBytes(),
-      },
-    });
-    return c.body(frame as Uint8Array<ArrayBuffer>, 200, {
-      "content-type": "application/x-capnp",
-      "content-disposition": `attachment; filename="${run.id}-v${run.record.version}.capnp"`,
+    const { bytes, fileName } = encodeCheckpoint(
+      run,
+      format,
+      coordinator.clock.now(),
+      coordinator.maxFrameBytes(),
+    );
+    return c.body(bytes as Uint8Array<ArrayBuffer>, 200, {
+      "content-type": format === "capnp" ? "application/x-capnp" : "application/octet-stream",
+      "content-disposition": `attachment; filename="${fileName}"`,
     });
   });
 
   return api;
-}
-
-/** What a safetensors checkpoint says about itself: strings, as the format's metadata must be. */
-function checkpointMetadata(run: import("./run.ts").Run): Record<string, string> {
-  const r = run.record;
-  return {
-    format: "pt",
-    "pangea.run": r.id,
-    "pangea.version": String(r.version),
-    "pangea.model": JSON.stringify(run.config.model),
-    "pangea.config": JSON.stringify(run.config),
-    ...(r.evaluation ? { "pangea.evaluation": JSON.stringify(r.evaluation) } : {}),
-  };
 }
 
 function summary(s: ReturnType<import("./run.ts").Run["status"]>) {

@@ -103,8 +103,19 @@ export class Run {
   }
 
   /** A new run at version 0, written to the Store. */
-  static create(id: string, config: RunConfig, store: Store, now: number, data: RunData): Run {
-    const parameters = initParameters(config.model, config.model.seed);
+  static create(
+    id: string,
+    config: RunConfig,
+    store: Store,
+    now: number,
+    data: RunData,
+    initial?: Float32Array,
+  ): Run {
+    const parameters = initial ?? initParameters(config.model, config.model.seed);
+    if (parameters.length !== parameterLayout(config.model).size)
+      throw new Error(
+        `${parameters.length} initial parameters for the model's ${parameterLayout(config.model).size}`,
+      );
     const record: RunRecord = {
       id,
       config,

@@ -1,7 +1,10 @@
 // `pnpm pangea <command>`: the coordinator's command line.
 //   serve                                   the coordinator, web UI and demo run (as `pnpm start`)
 //   runs list                               every run, one line each
-//   runs create <json-or-@file>             a run from a JSON config (see README: HTTP API)
+//   runs create <json-or-@file> [--from <checkpoint>]
+//                                           a run from a JSON config (see README: HTTP API),
+//                                           starting from a checkpoint's parameters (safetensors
+//                                           or Cap'n Proto; the model defaults to the checkpoint's)
 //   runs pause|resume|stop <run>
 //   datasets list                           every dataset: kind, size, split, vocabulary or classes
 //   datasets add <file> [<labels file>] [--kind text|images] [--name <name>]
@@ -158,9 +161,18 @@ export async function main(argv: string[]): Promise<void> {
         return;
       }
       if (sub === "create") {
-        if (!arg) fail("runs create <json or @file>");
+        if (!arg) fail("runs create <json or @file> [--from <checkpoint>]");
         const text = arg.startsWith("@") ? readFileSync(arg.slice(1), "utf8") : arg;
-        const run = (await (await call("POST", "/api/runs", JSON.parse(text))).json()) as {
+        // From a checkpoint: the config and the file as a form.
+        const from = option("from");
+        let body: unknown = JSON.parse(text);
+        if (from) {
+          const form = new FormData();
+          form.set("config", text);
+          form.set("checkpoint", new Blob([readFileSync(from)]), from.replace(/^.*\//, ""));
+          body = form;
+        }
+        const run = (await (await call("POST", "/api/runs", body)).json()) as {
           id: string;
         };
         console.log(run.id);
