@@ -104,3 +104,29 @@ it("creates MNIST runs from the static shard, and refuses what an isolate could 
   for (const run of before) expect(metrics).toContain(`pangea_version{run="${run}"} 0`);
   expect(metrics.match(/^# TYPE pangea_version gauge$/gm)).toHaveLength(1);
 });
+
+it("lists the built-in datasets and says why it keeps no brought ones", async () => {
+  const { datasets } = (await (await SELF.fetch("https://edge/api/datasets")).json()) as {
+    datasets: { name: string; kind: string; builtIn: boolean }[];
+  };
+  expect(datasets.map((d) => [d.name, d.kind, d.builtIn])).toEqual([
+    ["mnist", "images", true],
+    ["shakespeare", "text", true],
+  ]);
+  const form = () => {
+    const f = new FormData();
+    f.set("name", "plays");
+    f.set("kind", "text");
+    f.set("file", new Blob(["to be or not to be, that is the question.\n".repeat(40)]), "p.txt");
+    return f;
+  };
+  const anonymous = await SELF.fetch("https://edge/api/datasets", { method: "POST", body: form() });
+  expect(anonymous.status).toBe(401);
+  const upload = await SELF.fetch("https://edge/api/datasets", {
+    method: "POST",
+    headers: { authorization: "Bearer workerd-test-token" },
+    body: form(),
+  });
+  expect(upload.status).toBe(400);
+  expect(((await upload.json()) as { problems: string[] }).problems[0]).toMatch(/need R2/);
+});

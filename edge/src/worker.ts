@@ -1,9 +1,16 @@
 // The edge's Worker: the same HTTP API and /ws as the Node server, in front of one Durable
 // Object per run (RunObject, which serves the core's own API for its run) and a run index.
 // The built web UI is served as static assets; only the API, /ws and /health reach this code.
-import { isAdmin, liveEvents, UNAUTHORIZED } from "@pangea/coordinator/core";
+import {
+  DatasetImportError,
+  datasetApi,
+  isAdmin,
+  liveEvents,
+  UNAUTHORIZED,
+} from "@pangea/coordinator/core";
 import { Hono } from "hono";
 import { type Env, RUN_ID_HEADER, RunObject } from "./run-object.ts";
+import { edgeDatasets } from "./datasets.ts";
 import { mergeExpositions } from "./metrics.ts";
 import { RunIndex } from "./run-index.ts";
 
@@ -72,6 +79,25 @@ app.get("/api/events", (c) =>
 // Everything of one run (status, metrics, events, pause/resume/stop, checkpoint) is its object's.
 app.all("/api/runs/:id/*", (c) => runObject(c.env, c.req.param("id")).fetch(c.req.raw));
 app.get("/api/runs/:id", (c) => runObject(c.env, c.req.param("id")).fetch(c.req.raw));
+
+// The datasets: the built-in ones, from the static assets. Brought datasets need a store the
+// Worker and every run object can read (R2); until that is built, an upload here is refused
+// with that reason, after its files were checked like on Node.
+app.all("/api/datasets", (c) =>
+  datasetApi({
+    adminToken: c.env.PANGEA_ADMIN_TOKEN ?? "",
+    builtIn: () => edgeDatasets(c.env.ASSETS),
+    storage: {
+      list: async () => [],
+      get: async () => undefined,
+      put: async () => {
+        throw new DatasetImportError([
+          "this coordinator keeps no brought datasets: on the edge they need R2, which Pangea does not use yet (bring them to a Node coordinator)",
+        ]);
+      },
+    },
+  }).fetch(c.req.raw),
+);
 
 // A tab joins the run it names (?run=), else the newest one.
 app.get("/ws", async (c) => {

@@ -1,7 +1,14 @@
 // @pangea/coordinator/core: the runtime-agnostic coordinator, for the adapters (Node, the edge).
 export { type AdmissionLimits, admissionFromEnv, DEFAULT_ADMISSION } from "./admission.ts";
 export { Coordinator, type CoordinatorOptions, HEARTBEAT_MS } from "./coordinator.ts";
+export {
+  type DatasetRecord,
+  type DatasetStorage,
+  datasetApi,
+  MemoryDatasetStorage,
+} from "./dataset-catalog.ts";
 export type { DatasetSources, RunData } from "./datasets.ts";
+export { DatasetImportError } from "@pangea/shared";
 export {
   type EvaluationJob,
   type EvaluationResult,
