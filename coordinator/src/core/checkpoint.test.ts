@@ -3,22 +3,13 @@
 // the model is refused with one sentence per mismatch and creates nothing. Node and workerd.
 import { decodeSafetensors, encodeSafetensors, gptSpec } from "@pangea/shared";
 import { describe, expect, it } from "vitest";
-import { linesShard, linesVocabulary, tinyGpt } from "../testing/lines.ts";
-import { Simulation } from "../testing/simulation.ts";
+import { linesRun, linesVocabulary, tinyGpt } from "../testing/lines.ts";
 import { createApi } from "./http-api.ts";
 
 const TOKEN = "t";
 
 function trained() {
-  const sim = new Simulation(undefined, { datasets: { lines: () => linesShard } });
-  const run = sim.coordinator.createRun({
-    name: "source",
-    model: tinyGpt,
-    dataset: "lines",
-    batchSize: 8,
-    strategy: { kind: "synchronous", targetUpdates: 2, stragglerMs: 5000 },
-    stop: { versions: 3 },
-  });
+  const { sim, run } = linesRun({ name: "source", stop: { versions: 3 } });
   for (let i = 0; i < 2; i++) sim.addWorker({ runId: run.id });
   sim.runUntil(() => run.record.state === "finished");
   return { sim, run, api: createApi(sim.coordinator, { adminToken: TOKEN, startedAt: 0 }) };

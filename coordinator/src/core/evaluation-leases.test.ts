@@ -4,8 +4,7 @@
 import { measureHeldOut } from "@pangea/shaders/reference";
 import { type EvaluationReport, initParameters } from "@pangea/shared";
 import { describe, expect, it } from "vitest";
-import { lines, linesShard, tinyGpt } from "../testing/lines.ts";
-import { Simulation } from "../testing/simulation.ts";
+import { lines, linesRun, linesShard, tinyGpt } from "../testing/lines.ts";
 import { withStore } from "../testing/with-store.ts";
 import { type EvaluationJob, evaluationParts, runEvaluation } from "./evaluation.ts";
 import { ContributorEvaluation, WINDOWS_PER_LEASE } from "./evaluation-leases.ts";
@@ -111,19 +110,17 @@ describe("an evaluation measured by contributors", () => {
 
 /** The tiny GPT whose evaluations contributors measure, in a simulation over `store`. */
 function contributorsRun(store: Store, config: RunConfigInput = {}) {
-  const sim = new Simulation(store, { datasets: { lines: () => bytes } });
-  const run = sim.coordinator.createRun({
-    name: "evaluated by contributors",
-    model: tinyGpt,
-    dataset: "lines",
-    batchSize: 8,
-    strategy: { kind: "synchronous", targetUpdates: 3, stragglerMs: 5000 },
-    evaluateBy: "contributors",
-    evaluateEvery: 5,
-    stop: { versions: 1000 },
-    ...config,
-  });
-  return { sim, run };
+  return linesRun(
+    {
+      name: "evaluated by contributors",
+      strategy: { kind: "synchronous", targetUpdates: 3, stragglerMs: 5000 },
+      evaluateBy: "contributors",
+      evaluateEvery: 5,
+      stop: { versions: 1000 },
+      ...config,
+    },
+    store,
+  );
 }
 
 describe("a run whose contributors evaluate it", () => {

@@ -7,8 +7,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { createApi } from "../core/http-api.ts";
-import { lines, linesShard, tinyGpt } from "../testing/lines.ts";
-import { Simulation } from "../testing/simulation.ts";
+import { lines, linesRun, tinyGpt } from "../testing/lines.ts";
 
 const repoVenv = join(import.meta.dirname, "../../../.venv-python/bin/python");
 const python = process.env.PANGEA_PYTHON ?? (existsSync(repoVenv) ? repoVenv : "python3");
@@ -40,13 +39,8 @@ describe.skipIf(!ready)(
     : "a safetensors checkpoint in Python (skipped: no python with safetensors and numpy)",
   () => {
     it("loads with safetensors and numpy: every name, shape and value, and the run's metadata", async () => {
-      const sim = new Simulation(undefined, { datasets: { lines: () => linesShard } });
-      const run = sim.coordinator.createRun({
+      const { sim, run } = linesRun({
         name: "round trip",
-        model: tinyGpt,
-        dataset: "lines",
-        batchSize: 8,
-        strategy: { kind: "synchronous", targetUpdates: 2, stragglerMs: 5000 },
         evaluateEvery: 3,
         stop: { versions: 3 },
       });
