@@ -2,18 +2,14 @@
 // and vocabulary or classes, and an upload form (a text file, or images and labels as IDX or
 // .npy; gzip is unpacked here first, as MNIST's files ship). The coordinator checks every file
 // whole and answers a refusal with one sentence per problem, shown as is.
+import type { DatasetInfo } from "@pangea/shared";
 import { type FormEvent, useCallback, useEffect, useState } from "react";
 import { number } from "../ui/format.ts";
 import { ApiError, api } from "./api.ts";
 
-export interface DatasetRecord {
+/** As the coordinator lists it (coordinator/src/core/dataset-catalog.ts). */
+export interface DatasetRecord extends DatasetInfo {
   name: string;
-  kind: "text" | "images";
-  train: number;
-  validation: number;
-  vocabulary?: number;
-  classes?: number;
-  width?: number;
   bytes: number;
   sha256: string;
   builtIn: boolean;
