@@ -33,6 +33,18 @@ function events(body: ReadableStream<Uint8Array>) {
   };
 }
 
+/** A small MLP on the blobs, one update per version, evaluated every 2 versions. */
+const blobsRun = (sim: Simulation, versions: number) =>
+  sim.coordinator.createRun({
+    name: "blobs",
+    model: mlpSpec([16, 8, 4], { seed: 3 }),
+    dataset: "blobs",
+    batchSize: 32,
+    evaluateEvery: 2,
+    strategy: { kind: "synchronous", targetUpdates: 1, stragglerMs: 5000 },
+    stop: { versions },
+  });
+
 describe("the run's live stream", () => {
   it("sends an evaluation that lands after later commits", async () => {
     // Evaluations wait until the test lets them finish.
@@ -40,15 +52,7 @@ describe("the run's live stream", () => {
     const evaluator = (job: EvaluationJob) =>
       new Promise<EvaluationResult>((resolve) => waiting.push(() => resolve(runEvaluation(job))));
     const sim = new Simulation(undefined, { evaluator });
-    const run = sim.coordinator.createRun({
-      name: "blobs",
-      model: mlpSpec([16, 8, 4], { seed: 3 }),
-      dataset: "blobs",
-      batchSize: 32,
-      evaluateEvery: 2,
-      strategy: { kind: "synchronous", targetUpdates: 1, stragglerMs: 5000 },
-      stop: { versions: 100 },
-    });
+    const run = blobsRun(sim, 100);
     const api = createApi(sim.coordinator, { adminToken: "t", startedAt: 0 });
     const response = await api.request(`/api/runs/${run.id}/events`);
     const stream = events(response.body!);
@@ -74,15 +78,7 @@ describe("the run's live stream", () => {
 describe("the checkpoint as safetensors", () => {
   it("holds every parameter under its layout name, with the model and the run's state", async () => {
     const sim = new Simulation();
-    const run = sim.coordinator.createRun({
-      name: "blobs",
-      model: mlpSpec([16, 8, 4], { seed: 3 }),
-      dataset: "blobs",
-      batchSize: 32,
-      evaluateEvery: 2,
-      strategy: { kind: "synchronous", targetUpdates: 1, stragglerMs: 5000 },
-      stop: { versions: 4 },
-    });
+    const run = blobsRun(sim, 4);
     sim.addWorker({ runId: run.id });
     sim.runUntil(() => run.record.state === "finished");
     const api = createApi(sim.coordinator, { adminToken: "t", startedAt: 0 });
