@@ -214,9 +214,14 @@ const MNIST_FORM = {
   optimizer: "adamw",
   learningRate: "0.001",
   batchSize: "64",
+  // A demo's versions hold one to a few updates, too few for a robust rule to out-vote anyone;
+  // with many strangers per version, CenteredClip with buckets of 2 is the recommendation.
   aggregation: "mean",
   trim: "0.2",
   clipNorm: "0",
+  bucket: "2",
+  radius: "0",
+  iterations: "3",
   targetAccuracy: "0.95",
   targetLoss: "0",
   epochs: "50",
@@ -262,6 +267,9 @@ function CreateRun(props: { onCreated: (id: string) => void; datasets: DatasetRe
       "versions",
       "trim",
       "clipNorm",
+      "bucket",
+      "radius",
+      "iterations",
     ] as const)
       if (f[key].trim() === "" || !Number.isFinite(num(key))) local.push(`${key} must be a number`);
     if (local.length > 0) {
@@ -307,7 +315,15 @@ function CreateRun(props: { onCreated: (id: string) => void; datasets: DatasetRe
         learningRate: num("learningRate"),
         ...(model.gpt ? { warmupVersions: 20, weightDecay: 0.1, beta2: 0.99 } : {}),
       },
-      aggregation: { kind: f.aggregation, trim: num("trim"), clipNorm: num("clipNorm") },
+      aggregation: {
+        kind: f.aggregation,
+        trim: num("trim"),
+        clipNorm: num("clipNorm"),
+        // Buckets feed the robust rules only; the mean takes every update as it is.
+        bucket: f.aggregation === "mean" ? 0 : num("bucket"),
+        radius: num("radius"),
+        iterations: num("iterations"),
+      },
       // A language model warms up and evaluates less often (each evaluation is seconds of CPU).
       ...(model.gpt ? { evaluateEvery: 25 } : {}),
       evaluateBy: f.evaluateBy,
@@ -423,9 +439,18 @@ function CreateRun(props: { onCreated: (id: string) => void; datasets: DatasetRe
             <option value="mean">mean</option>
             <option value="trimmedMean">trimmed mean</option>
             <option value="median">coordinate-wise median</option>
+            <option value="centeredClip">CenteredClip (recommended with strangers)</option>
           </select>
         </label>
         {f.aggregation === "trimmedMean" && field("trim", "Trim (fraction per end)")}
+        {f.aggregation !== "mean" &&
+          field("bucket", "Buckets of", "updates averaged before the rule; 2 recommended, 0 = off")}
+        {f.aggregation === "centeredClip" && (
+          <>
+            {field("radius", "Clipping radius", "0 = the median distance")}
+            {field("iterations", "Iterations")}
+          </>
+        )}
         {field("clipNorm", "Clip norm", "0 = off")}
         {field("targetAccuracy", "Stop at accuracy", "0 = never")}
         {field("targetLoss", "or at validation loss (nats)", "0 = never")}

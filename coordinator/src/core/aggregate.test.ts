@@ -91,14 +91,66 @@ describe("aggregation", () => {
         1 + (i % 3),
       ),
     );
-    for (const kind of ["mean", "trimmedMean", "median"] as const) {
-      const reference = aggregate(updates, { kind, trim: 0.2, clipNorm: 50 })[0]!;
+    const rules = [
+      { kind: "mean" },
+      { kind: "trimmedMean", trim: 0.2 },
+      { kind: "median" },
+      { kind: "centeredClip" },
+      { kind: "centeredClip", radius: 3, iterations: 5 },
+      { kind: "median", bucket: 2, seed: 11 },
+      { kind: "centeredClip", bucket: 3, seed: 11 },
+    ] as const;
+    for (const rule of rules) {
+      const reference = aggregate(updates, { ...rule, clipNorm: 50 })[0]!;
       for (let trial = 0; trial < 20; trial++) {
         const shuffled = [...updates].sort(() => rand() - 0.5);
-        const out = aggregate(shuffled, { kind, trim: 0.2, clipNorm: 50 })[0]!;
+        const out = aggregate(shuffled, { ...rule, clipNorm: 50 })[0]!;
         expect(new Uint32Array(out.buffer)).toEqual(new Uint32Array(reference.buffer));
       }
     }
+  });
+
+  it("centered-clips: the mean when every update is within the radius", () => {
+    const updates = [u("a", [1, 0]), u("b", [2, 4]), u("c", [9, -1]), u("d", [0, 1])];
+    // From the median (1.5, 0.5), one unclipped step lands on the mean of the four.
+    const [out] = aggregate(updates, { kind: "centeredClip", radius: 1e9, iterations: 1 });
+    expect(out![0]).toBeCloseTo(3, 6);
+    expect(out![1]).toBeCloseTo(1, 6);
+  });
+
+  it("centered-clips: a far update moves the centre by at most radius/n per iteration", () => {
+    const honest = [u("a", [1, 1]), u("b", [1.2, 0.8]), u("c", [0.8, 1.2]), u("d", [1, 1])];
+    const attacker = u("e", [1e6, -1e6]);
+    const radius = 0.5;
+    const iterations = 4;
+    const [out] = aggregate([...honest, attacker], { kind: "centeredClip", radius, iterations });
+    const shift = Math.hypot(out![0]! - 1, out![1]! - 1);
+    expect(shift).toBeLessThanOrEqual((iterations * radius) / 5 + 1e-6);
+    expect(shift).toBeGreaterThan(0);
+    // The mean is dragged by 2·10⁵ per coordinate.
+    const [mean] = aggregate([...honest, attacker], { kind: "mean" });
+    expect(mean![0]).toBeGreaterThan(1e5);
+    // Without a radius it takes the median distance: the attacker is clipped to it.
+    const [auto] = aggregate([...honest, attacker], { kind: "centeredClip" });
+    expect(Math.hypot(auto![0]! - 1, auto![1]! - 1)).toBeLessThan(0.2);
+  });
+
+  it("averages seeded buckets before the robust rule", () => {
+    const updates = [u("a", [0]), u("b", [1]), u("c", [2]), u("d", [3]), u("e", [4]), u("f", [50])];
+    // One bucket holding every update is their mean, whatever the rule.
+    const [whole] = aggregate(updates, { kind: "median", bucket: 6, seed: 1 });
+    expect(whole![0]).toBeCloseTo(60 / 6, 5);
+    // Buckets of two: the median of three pair means; each seed gives its own pairs, and the
+    // pairs are the shuffle's (the result is a pair mean's value or their median).
+    const results = new Set<number>();
+    for (let seed = 0; seed < 40; seed++) {
+      const [out] = aggregate(updates, { kind: "median", bucket: 2, seed });
+      const again = aggregate([...updates].reverse(), { kind: "median", bucket: 2, seed })[0]!;
+      expect(again[0]).toBe(out![0]);
+      results.add(out![0]!);
+    }
+    expect(results.size).toBeGreaterThan(2);
+    for (const r of results) expect(Number.isInteger(r * 2)).toBe(true);
   });
 
   it("refuses updates of different shapes", () => {

@@ -2,6 +2,7 @@
 // Every field has a default, so `{ model, dataset }` is a complete request; the API, the CLI and
 // the dashboard all go through `resolveRunConfig`.
 import { checkModelSpec, type ModelSpec, mnistMlp } from "@pangea/shared";
+import type { AggregatorKind } from "./aggregate.ts";
 
 export type StrategyConfig =
   /** A version closes when `targetUpdates` sessions sent an update for it, or `stragglerMs` after the first. */
@@ -11,13 +12,26 @@ export type StrategyConfig =
   /** DiLoCo: tabs take `innerSteps` local steps; the averaged parameter delta drives an outer Nesterov SGD. */
   | { kind: "localSgd"; innerSteps: number; targetUpdates: number; stragglerMs: number };
 
+/** How a version's updates become one (aggregate.ts has the formulas). Default: mean. */
 export type AggregationConfig = {
-  kind: "mean" | "trimmedMean" | "median";
+  kind: AggregatorKind;
   /** trimmedMean: the fraction cut from each end of every coordinate's sorted values. */
   trim: number;
   /** Per-update L2 norm clipping before aggregation; 0 turns it off. */
   clipNorm: number;
+  /** Robust rules: updates averaged in seeded random buckets of this many first (0 or 1: off). */
+  bucket: number;
+  /** centeredClip: the clipping radius; 0 takes the median distance to the centre. */
+  radius: number;
+  /** centeredClip: its iterations. */
+  iterations: number;
 };
+
+/**
+ * The robust rule we recommend against attackers inside the honest spread (ALIE, IPM): see the
+ * attack table in the README.
+ */
+export const RECOMMENDED_AGGREGATION = { kind: "centeredClip", bucket: 2 } as const;
 
 export type ServerOptimizerConfig = {
   kind: "sgd" | "adamw";
@@ -126,7 +140,15 @@ export function resolveRunConfig(input: RunConfigInput): RunConfig {
     dataset: input.dataset ?? "mnist",
     batchSize: input.batchSize ?? 64,
     strategy,
-    aggregation: { kind: "mean", trim: 0.2, clipNorm: 0, ...input.aggregation },
+    aggregation: {
+      kind: "mean",
+      trim: 0.2,
+      clipNorm: 0,
+      bucket: 0,
+      radius: 0,
+      iterations: 3,
+      ...input.aggregation,
+    },
     optimizer: {
       kind: strategyKind === "localSgd" ? "sgd" : "adamw",
       learningRate: strategyKind === "localSgd" ? 0.7 : 1e-3,
@@ -191,9 +213,19 @@ export function checkRunConfig(c: RunConfig): string[] {
   if (s.kind === "localSgd")
     need(int(s.innerSteps, 1, 10_000), "strategy.innerSteps: an integer from 1 to 10000");
   need(
-    ["mean", "trimmedMean", "median"].includes(c.aggregation.kind),
-    "aggregation.kind: mean, trimmedMean or median",
+    ["mean", "trimmedMean", "median", "centeredClip"].includes(c.aggregation.kind),
+    "aggregation.kind: mean, trimmedMean, median or centeredClip",
   );
+  need(int(c.aggregation.bucket, 0, 64), "aggregation.bucket: an integer from 0 (off) to 64");
+  need(
+    c.aggregation.kind !== "mean" || c.aggregation.bucket <= 1,
+    "aggregation.bucket: buckets feed a robust rule (trimmedMean, median or centeredClip), not the mean",
+  );
+  need(
+    num(c.aggregation.radius, 0, 1e12),
+    "aggregation.radius: 0 (the median distance) or a positive radius",
+  );
+  need(int(c.aggregation.iterations, 1, 100), "aggregation.iterations: an integer from 1 to 100");
   need(num(c.aggregation.trim, 0, 0.49), "aggregation.trim: from 0 to 0.49");
   need(num(c.aggregation.clipNorm, 0, 1e12), "aggregation.clipNorm: 0 (off) or a positive norm");
   const o = c.optimizer;

@@ -614,7 +614,11 @@ export class Run {
     const round = this.round;
     this.round = [];
     const c = this.config;
-    const agg = aggregate(votes(round), c.aggregation);
+    // Buckets are shuffled afresh each version (seeded by the run, so every replay agrees).
+    const agg = aggregate(votes(round), {
+      ...c.aggregation,
+      seed: (c.seed ^ Math.imul(this.record.version + 1, 0x9e3779b1)) >>> 0,
+    });
     const update = new Float32Array(this.parameters.length);
     for (const [i, slot] of this.layout.slots.entries()) update.set(agg[i]!, slot.offset);
     const before = this.parameters.slice();

@@ -22,12 +22,15 @@ import {
   type Trainer,
   type WorkResult,
 } from "@pangea/shared/client";
+import type { Collusion } from "./collusion.ts";
 
 export type Attack = "signFlip" | "nan" | "wrongShape" | "foreignLease";
 
 export interface HeadlessWorkerOptions extends ContributorOptions {
   /** Misbehaviours cycled through, one per update (honest when absent). */
   attacks?: Attack[];
+  /** Sends what this group of colluders forges from its honest updates (ALIE, IPM) instead. */
+  collusion?: Collusion;
   /** Reports evaluation leases' losses 10% low (a session flattering the run). */
   lieAboutEvaluation?: boolean;
   /** Computes the updates (the GPU engine through Dawn); the CPU reference when absent. */
@@ -46,7 +49,10 @@ export class CpuTrainer implements Trainer {
   private params: Float32Array | undefined;
   private attackIndex = 0;
 
-  constructor(private readonly attacks: readonly Attack[] = []) {}
+  constructor(
+    private readonly attacks: readonly Attack[] = [],
+    private readonly collusion?: Collusion,
+  ) {}
 
   prepare(model: ModelSpec): void {
     this.model = model;
@@ -93,6 +99,7 @@ export class CpuTrainer implements Trainer {
       loss = r.loss;
       correct = r.correct;
     }
+    if (this.collusion) update = this.collusion.forge(update);
     const layout = parameterLayout(model);
     let tensors: Tensor[] = layout.slots.map((slot) => ({
       shape: slot.shape,
@@ -162,6 +169,9 @@ export class HeadlessWorker extends Contributor {
           return { ...m, loss: m.loss * 0.9 };
         }
       : honest;
-    super(options.trainer ?? new CpuTrainer(options.attacks), { evaluate, ...options });
+    super(options.trainer ?? new CpuTrainer(options.attacks, options.collusion), {
+      evaluate,
+      ...options,
+    });
   }
 }
