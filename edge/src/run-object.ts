@@ -19,7 +19,13 @@
 //   - rows are under 2 MB: parameters and moments are stored in 1 MiB chunks (do-store.ts);
 //   - CPU per event: the heaviest event is an evaluation of the held-out set (1,000 samples),
 //     bounded by the model size these limits allow; `pnpm bench:coordinator` reports it.
-import { admissionFromEnv, Coordinator, createApi, type Peer } from "@pangea/coordinator/core";
+import {
+  admissionFromEnv,
+  Coordinator,
+  createApi,
+  edgeAddress,
+  type Peer,
+} from "@pangea/coordinator/core";
 import { DurableObject } from "cloudflare:workers";
 import { edgeDatasets } from "./datasets.ts";
 import { DoSqliteStore } from "./do-store.ts";
@@ -33,6 +39,8 @@ export interface Env {
   /** Join limits per address, as on Node (see the README). */
   PANGEA_NEW_SESSIONS_PER_MINUTE?: string;
   PANGEA_SESSIONS_PER_ADDRESS?: string;
+  /** Origins whose pages may call the API (comma-separated); none by default. */
+  PANGEA_CORS_ORIGINS?: string;
 }
 
 const TICK_MS = 1000;
@@ -86,6 +94,7 @@ export class RunObject extends DurableObject<Env> {
         startedAt: Date.now(),
         // The Worker names a new run after this object (see worker.ts).
         runIdFor: (request) => request.headers.get(RUN_ID_HEADER) ?? undefined,
+        addressOf: edgeAddress,
       });
     });
   }

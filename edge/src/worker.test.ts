@@ -130,3 +130,25 @@ it("lists the built-in datasets and says why it keeps no brought ones", async ()
   expect(upload.status).toBe(400);
   expect(((await upload.json()) as { problems: string[] }).problems[0]).toMatch(/need R2/);
 });
+
+it("sends the security headers, keeps CORS closed, and limits wrong admin tokens per address", async () => {
+  const res = await SELF.fetch("https://edge/api/runs", {
+    headers: { origin: "https://evil.example" },
+  });
+  expect(res.headers.get("content-security-policy")).toContain("frame-ancestors 'none'");
+  expect(res.headers.get("x-frame-options")).toBe("DENY");
+  expect(res.headers.get("x-content-type-options")).toBe("nosniff");
+  expect(res.headers.get("access-control-allow-origin")).toBeNull();
+  const guess = { authorization: "Bearer guess", "cf-connecting-ip": "203.0.113.9" };
+  for (let i = 0; i < 10; i++)
+    expect((await SELF.fetch("https://edge/api/admin/check", { headers: guess })).status).toBe(401);
+  const locked = await SELF.fetch("https://edge/api/admin/check", {
+    headers: { authorization: "Bearer workerd-test-token", "cf-connecting-ip": "203.0.113.9" },
+  });
+  expect(locked.status).toBe(429);
+  expect(Number(locked.headers.get("retry-after"))).toBeGreaterThan(0);
+  const other = await SELF.fetch("https://edge/api/admin/check", {
+    headers: { authorization: "Bearer workerd-test-token", "cf-connecting-ip": "203.0.113.10" },
+  });
+  expect(other.status).toBe(200);
+});

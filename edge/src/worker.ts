@@ -2,10 +2,16 @@
 // Object per run (RunObject, which serves the core's own API for its run) and a run index.
 // The built web UI is served as static assets; only the API, /ws and /health reach this code.
 import {
+  AdminFailureLimit,
+  corsFor,
   DatasetImportError,
   datasetApi,
+  edgeAddress,
   isAdmin,
   liveEvents,
+  parseOrigins,
+  StreamLimit,
+  securityHeaders,
   UNAUTHORIZED,
 } from "@pangea/coordinator/core";
 import { Hono } from "hono";
@@ -18,6 +24,18 @@ export { RunIndex, RunObject };
 
 type App = { Bindings: Env };
 const app = new Hono<App>();
+
+// Before every route, as on Node (core/surface.ts). The wrong-token counts and the stream bound
+// live in this isolate: a deployment with many isolates allows that many times the limit (a
+// global count would need a Durable Object on every admin request). Static assets bypass the
+// Worker: client-web/public/_headers gives them the same headers.
+app.use("*", securityHeaders());
+app.use("/api/*", async (c, next) => corsFor(parseOrigins(c.env.PANGEA_CORS_ORIGINS))(c, next));
+const failures = new AdminFailureLimit();
+app.use("*", async (c, next) =>
+  failures.middleware(() => c.env.PANGEA_ADMIN_TOKEN ?? "", edgeAddress)(c, next),
+);
+const streams = new StreamLimit();
 
 const index = (env: Env) => env.INDEX.get(env.INDEX.idFromName("index"));
 const runObject = (env: Env, id: string) => env.RUNS.get(env.RUNS.idFromName(id));
@@ -69,11 +87,16 @@ app.post("/api/runs", async (c) => {
 // The runs table, live. Each run's own events come straight from its object; this list has
 // no single object to wait on, so it is rebuilt every 2 s while someone watches.
 app.get("/api/events", (c) =>
-  liveEvents(c, "runs", {
-    arm: () => new Promise((r) => setTimeout(r, 2000)),
-    read: async () => ({ runs: await summaries(c.env) }),
-    coalesceMs: 0,
-  }),
+  liveEvents(
+    c,
+    "runs",
+    {
+      arm: () => new Promise((r) => setTimeout(r, 2000)),
+      read: async () => ({ runs: await summaries(c.env) }),
+      coalesceMs: 0,
+    },
+    { streams, address: edgeAddress(c) },
+  ),
 );
 
 // Everything of one run (status, metrics, events, pause/resume/stop, checkpoint) is its object's.

@@ -8,6 +8,17 @@ export interface Tab {
   batches(): Promise<number>;
 }
 
+/**
+ * Fails the spec on a Content Security Policy violation: the built UI must run under the policy
+ * the coordinator sends (core/surface.ts), workers included.
+ */
+export function guardPolicy(page: Page): void {
+  page.on("console", (m) => {
+    if (/Content Security Policy|Refused to (load|execute|apply|connect|create)/.test(m.text()))
+      throw new Error(`a CSP violation on ${page.url()}: ${m.text()}`);
+  });
+}
+
 export async function openContributor(
   context: BrowserContext,
   url: string,
@@ -17,6 +28,7 @@ export async function openContributor(
   page.on("pageerror", (e) => {
     throw new Error(`the contributor page threw: ${e.message}`);
   });
+  guardPolicy(page);
   await page.goto(runId ? `${url}/?run=${runId}` : `${url}/`);
   await page.getByTestId("start").click();
   await expect(page.getByTestId("connection")).toHaveText("connected", { timeout: 60_000 });
@@ -30,6 +42,7 @@ export async function openContributor(
 }
 
 export async function signIn(page: Page, url: string, token: string): Promise<void> {
+  guardPolicy(page);
   await page.goto(`${url}/admin`);
   await page.getByTestId("token").fill(token);
   await page.getByTestId("sign-in").click();

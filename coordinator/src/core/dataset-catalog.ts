@@ -16,7 +16,7 @@ import {
 import { Hono } from "hono";
 import { bodyLimit } from "hono/body-limit";
 import type { DatasetSources } from "./datasets.ts";
-import { isAdmin, UNAUTHORIZED } from "./http-api.ts";
+import { isAdmin, UNAUTHORIZED } from "./surface.ts";
 
 /** A dataset as listed: what it holds, how big it is, and the hash contributors check. */
 export interface DatasetRecord extends DatasetInfo {

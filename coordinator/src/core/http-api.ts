@@ -7,6 +7,7 @@ import { streamSSE } from "hono/streaming";
 import { checkpointParameters, encodeCheckpoint, readCheckpoint } from "./checkpoint.ts";
 import type { Coordinator } from "./coordinator.ts";
 import { RunConfigError, type RunConfigInput, resolveRunConfig } from "./run-config.ts";
+import { isAdmin, StreamLimit, UNAUTHORIZED } from "./surface.ts";
 
 /** The largest run-creation body: a checkpoint of a 30M-parameter model (128 MiB). */
 export const DEFAULT_MAX_CHECKPOINT_BYTES = 128 << 20;
@@ -31,6 +32,10 @@ export interface ApiOptions {
   runtimeMetrics?: () => string;
   /** The largest body that creates a run (a checkpoint with it): DEFAULT_MAX_CHECKPOINT_BYTES. */
   maxCheckpointBytes?: number;
+  /** The address a request comes from (for per-address limits); "unknown" when absent. */
+  addressOf?: (c: Context) => string;
+  /** Bounds the open event streams: 1,024 in all and 16 per address unless given. */
+  streams?: StreamLimit;
 }
 
 /**
@@ -42,43 +47,41 @@ export function liveEvents(
   c: Context,
   event: string,
   source: { arm: () => Promise<unknown>; read: () => unknown; coalesceMs: number },
+  limit?: { streams: StreamLimit; address: string },
 ): Response {
+  const release = limit ? limit.streams.acquire(limit.address) : () => {};
+  if (!release)
+    return c.json(
+      { error: "rateLimited", message: "too many open event streams; close some and retry" },
+      429,
+      { "retry-after": "5" },
+    );
   return streamSSE(c, async (stream) => {
     let open = true;
     stream.onAbort(() => {
       open = false;
+      release();
     });
-    while (open) {
-      const change = source.arm();
-      await stream.writeSSE({ event, data: JSON.stringify(await source.read()) });
-      await Promise.race([change, stream.sleep(15_000)]);
-      if (source.coalesceMs > 0) await stream.sleep(source.coalesceMs);
+    try {
+      while (open) {
+        const change = source.arm();
+        await stream.writeSSE({ event, data: JSON.stringify(await source.read()) });
+        await Promise.race([change, stream.sleep(15_000)]);
+        if (source.coalesceMs > 0) await stream.sleep(source.coalesceMs);
+      }
+    } finally {
+      release();
     }
   });
 }
 
-/** Compares without stopping at the first difference, so timing says nothing of the token. */
-export function sameToken(a: string, b: string): boolean {
-  if (a.length !== b.length || a.length === 0) return false;
-  let diff = 0;
-  for (let i = 0; i < a.length; i++) diff |= a.charCodeAt(i) ^ b.charCodeAt(i);
-  return diff === 0;
-}
-
-/** Whether an Authorization header carries the admin token (never, when none is set). */
-export function isAdmin(header: string | undefined, adminToken: string): boolean {
-  const token = header?.startsWith("Bearer ") ? header.slice(7) : "";
-  return sameToken(token, adminToken);
-}
-
-/** The refusal every admin endpoint answers without the token. */
-export const UNAUTHORIZED = {
-  error: "unauthorized",
-  message: "this needs the admin token: Authorization: Bearer <token>",
-};
-
 export function createApi(coordinator: Coordinator, options: ApiOptions) {
   const api = new Hono();
+  const streams = options.streams ?? new StreamLimit();
+  const limitFor = (c: Context) => ({
+    streams,
+    address: options.addressOf?.(c) ?? "unknown",
+  });
 
   const admin = async (
     c: Parameters<Parameters<typeof api.use>[1]>[0],
@@ -198,13 +201,20 @@ export function createApi(coordinator: Coordinator, options: ApiOptions) {
 
   // The runs table, live: the list at once, then again on every change to any run.
   api.get("/api/events", (c) =>
-    liveEvents(c, "runs", {
-      arm: () => coordinator.nextChange("*"),
-      read: () => ({
-        runs: [...coordinator.runs.values()].map((r) => summary(r.status(coordinator.clock.now()))),
-      }),
-      coalesceMs: 500,
-    }),
+    liveEvents(
+      c,
+      "runs",
+      {
+        arm: () => coordinator.nextChange("*"),
+        read: () => ({
+          runs: [...coordinator.runs.values()].map((r) =>
+            summary(r.status(coordinator.clock.now())),
+          ),
+        }),
+        coalesceMs: 500,
+      },
+      limitFor(c),
+    ),
   );
 
   api.get("/api/admin/check", admin, (c) => c.json({ ok: true }));
@@ -219,21 +229,26 @@ export function createApi(coordinator: Coordinator, options: ApiOptions) {
     if (!run) return c.json({ error: "not found" }, 404);
     let sentVersion = -1;
     let sentEvaluation = -1;
-    return liveEvents(c, "status", {
-      arm: () => coordinator.nextChange(run.id),
-      read: () => {
-        const points = coordinator.store
-          .metrics(run.id, sentVersion < 0 ? 10_000 : 1_000)
-          .filter((p) =>
-            p.testLoss === undefined ? p.version > sentVersion : p.version > sentEvaluation,
-          );
-        for (const p of points)
-          if (p.testLoss === undefined) sentVersion = Math.max(sentVersion, p.version);
-          else sentEvaluation = Math.max(sentEvaluation, p.version);
-        return { status: run.status(coordinator.clock.now()), points };
+    return liveEvents(
+      c,
+      "status",
+      {
+        arm: () => coordinator.nextChange(run.id),
+        read: () => {
+          const points = coordinator.store
+            .metrics(run.id, sentVersion < 0 ? 10_000 : 1_000)
+            .filter((p) =>
+              p.testLoss === undefined ? p.version > sentVersion : p.version > sentEvaluation,
+            );
+          for (const p of points)
+            if (p.testLoss === undefined) sentVersion = Math.max(sentVersion, p.version);
+            else sentEvaluation = Math.max(sentEvaluation, p.version);
+          return { status: run.status(coordinator.clock.now()), points };
+        },
+        coalesceMs: 200,
       },
-      coalesceMs: 200,
-    });
+      limitFor(c),
+    );
   });
 
   for (const [action, state] of [

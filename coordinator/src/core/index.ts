@@ -16,7 +16,19 @@ export {
   runEvaluation,
   slicedEvaluator,
 } from "./evaluation.ts";
-export { createApi, isAdmin, liveEvents, UNAUTHORIZED } from "./http-api.ts";
+export { createApi, liveEvents } from "./http-api.ts";
+export {
+  AdminFailureLimit,
+  CONTENT_SECURITY_POLICY,
+  corsFor,
+  edgeAddress,
+  isAdmin,
+  parseOrigins,
+  SECURITY_HEADERS,
+  StreamLimit,
+  securityHeaders,
+  UNAUTHORIZED,
+} from "./surface.ts";
 export { MemoryStore } from "./memory-store.ts";
 export type * from "./ports.ts";
 export { RunConfigError, type RunConfigInput } from "./run-config.ts";

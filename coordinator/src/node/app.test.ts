@@ -3,7 +3,7 @@ import { sampleMessages } from "@pangea/shared/testing";
 import { describe, expect, it } from "vitest";
 import { createApp } from "./app.ts";
 
-const app = createApp();
+const app = createApp({ adminToken: "app-test-token" });
 
 describe("the coordinator's HTTP surface", () => {
   it("serves the schema and a plain page", async () => {

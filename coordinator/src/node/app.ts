@@ -5,8 +5,10 @@
 import { existsSync, readFileSync } from "node:fs";
 import { extname, join, normalize } from "node:path";
 import { decodeMessage, defaultDecodeLimits, type Tensor } from "@pangea/shared";
+import { getConnInfo } from "@hono/node-server/conninfo";
 import { type Context, Hono } from "hono";
 import { bodyLimit } from "hono/body-limit";
+import { AdminFailureLimit, corsFor, securityHeaders } from "../core/surface.ts";
 
 const schemaText = readFileSync(
   new URL("../../../shared/schema/pangea.capnp", import.meta.url),
@@ -49,9 +51,44 @@ const CONTENT_TYPES: Record<string, string> = {
 /** The built UI (client-web/dist, or PANGEA_WEB_DIR). */
 export const defaultWebDir = new URL("../../../client-web/dist", import.meta.url).pathname;
 
-export function createApp(webDir = defaultWebDir) {
+/** The socket's own address: a header could be forged by anyone (a proxy in front would need a trusted-proxy option). */
+export function nodeAddress(c: Context): string {
+  try {
+    return getConnInfo(c).remote.address ?? "unknown";
+  } catch {
+    return "unknown"; // a request made in process (app.request), with no socket
+  }
+}
+
+export interface AppOptions {
+  webDir?: string;
+  /** The admin token, for counting wrong ones per address. */
+  adminToken: string;
+  /** Origins allowed to call the API from their pages (PANGEA_CORS_ORIGINS); none by default. */
+  corsOrigins?: readonly string[];
+  /** Wrong admin tokens allowed per address and minute (PANGEA_ADMIN_FAILURES_PER_MINUTE, 10). */
+  adminFailuresPerMinute?: number;
+}
+
+/** The largest frame the open decoder takes (a debugging aid, not a way to park memory). */
+const DECODE_MAX_BYTES = 16 << 20;
+
+export function createApp(options: AppOptions) {
+  const webDir = options.webDir ?? defaultWebDir;
   const app = new Hono();
   const built = existsSync(join(webDir, "index.html"));
+  // Before every route: headers on every response, CORS, then the wrong-token limit.
+  app.use("*", securityHeaders());
+  app.use("/api/*", corsFor(options.corsOrigins ?? []));
+  const failures = new AdminFailureLimit({
+    maxFailures: options.adminFailuresPerMinute ?? 10,
+    windowMs: 60_000,
+    maxAddresses: 10_000,
+  });
+  app.use(
+    "*",
+    failures.middleware(() => options.adminToken, nodeAddress),
+  );
 
   const file = (path: string) => {
     const full = normalize(join(webDir, path));
@@ -82,10 +119,10 @@ export function createApp(webDir = defaultWebDir) {
   app.post(
     "/api/wire/decode",
     bodyLimit({
-      maxSize: defaultDecodeLimits.maxFrameBytes,
+      maxSize: Math.min(DECODE_MAX_BYTES, defaultDecodeLimits.maxFrameBytes),
       onError: (c) =>
         c.json(
-          { ok: false, error: { code: "frame-too-large", message: "frame over 64 MiB" } },
+          { ok: false, error: { code: "frame-too-large", message: "frame over 16 MiB" } },
           413,
         ),
     }),
@@ -106,7 +143,6 @@ export function createApp(webDir = defaultWebDir) {
   app.get("/", (c) =>
     c.html(`<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>Pangea</title>
-<style>body{font:16px/1.5 system-ui,sans-serif;max-width:42rem;margin:3rem auto;padding:0 1rem;color:#222}code{background:#f3f3f3;padding:0 .25rem}</style>
 </head><body>
 <h1>Pangea</h1>
 <p>A volunteer compute network for training neural networks: open the contributor page, and your

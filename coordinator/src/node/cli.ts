@@ -24,6 +24,7 @@ import { pathToFileURL } from "node:url";
 import { gunzipSync } from "node:zlib";
 import { DEFAULT_DATASET_MAX_BYTES, type DatasetRecord } from "../core/dataset-catalog.ts";
 import { admissionFromEnv } from "../core/admission.ts";
+import { parseOrigins } from "../core/surface.ts";
 import { startServer } from "./server.ts";
 import { gpuOrCpuTrainer } from "./gpu-trainer.ts";
 import { connectWorker } from "./ws-worker.ts";
@@ -69,6 +70,10 @@ async function serveCommand(): Promise<void> {
     admission: admissionFromEnv(env),
     ...(env.PANGEA_DATASET_MAX_BYTES
       ? { datasetMaxBytes: Number(env.PANGEA_DATASET_MAX_BYTES) }
+      : {}),
+    corsOrigins: parseOrigins(env.PANGEA_CORS_ORIGINS),
+    ...(env.PANGEA_ADMIN_FAILURES_PER_MINUTE
+      ? { adminFailuresPerMinute: Number(env.PANGEA_ADMIN_FAILURES_PER_MINUTE) }
       : {}),
   });
   for (const signal of ["SIGINT", "SIGTERM"] as const) {

@@ -16,7 +16,7 @@ import { datasetApi } from "../core/dataset-catalog.ts";
 import { createApi } from "../core/http-api.ts";
 import type { Peer } from "../core/ports.ts";
 import type { RunConfigInput } from "../core/run-config.ts";
-import { createApp } from "./app.ts";
+import { createApp, nodeAddress } from "./app.ts";
 import { DatasetFiles } from "./dataset-files.ts";
 import { threadEvaluator } from "./evaluation-thread.ts";
 import { SqliteStore } from "./sqlite-store.ts";
@@ -36,6 +36,10 @@ export interface ServerOptions {
   admission?: Partial<AdmissionLimits>;
   /** The largest file a brought dataset may come from (PANGEA_DATASET_MAX_BYTES). */
   datasetMaxBytes?: number;
+  /** Origins whose pages may call the API (PANGEA_CORS_ORIGINS, comma-separated); none by default. */
+  corsOrigins?: readonly string[];
+  /** Wrong admin tokens per address and minute before it is refused (PANGEA_ADMIN_FAILURES_PER_MINUTE). */
+  adminFailuresPerMinute?: number;
   log?: (line: string) => void;
 }
 
@@ -91,7 +95,12 @@ export async function startServer(options: ServerOptions) {
   for (const run of coordinator.runs.values())
     log(`run ${run.id} "${run.config.name}": ${run.record.state} at version ${run.record.version}`);
 
-  const app = createApp(options.webDir);
+  const app = createApp({
+    webDir: options.webDir,
+    adminToken,
+    corsOrigins: options.corsOrigins,
+    adminFailuresPerMinute: options.adminFailuresPerMinute,
+  });
   // How long the event loop was held at most (frames, commits, heartbeats all wait behind it):
   // evaluation runs on a thread so that a GPT run keeps this small.
   const loopDelay = monitorEventLoopDelay({ resolution: 10 });
@@ -116,7 +125,10 @@ export async function startServer(options: ServerOptions) {
       added: (record) => coordinator.addDataset(record.name, brought.source(record.name)),
     }),
   );
-  app.route("/", createApi(coordinator, { adminToken, startedAt, runtimeMetrics }));
+  app.route(
+    "/",
+    createApi(coordinator, { adminToken, startedAt, runtimeMetrics, addressOf: nodeAddress }),
+  );
 
   let stopping = false;
   const wss = new WebSocketServer({ noServer: true, maxPayload: coordinator.maxFrameBytes() });
