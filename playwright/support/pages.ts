@@ -23,6 +23,8 @@ export async function openContributor(
   context: BrowserContext,
   url: string,
   runId = "",
+  /** A name for the leaderboard, typed in before starting; anonymous when absent. */
+  displayName = "",
 ): Promise<Tab> {
   const page = await context.newPage();
   page.on("pageerror", (e) => {
@@ -30,6 +32,7 @@ export async function openContributor(
   });
   guardPolicy(page);
   await page.goto(runId ? `${url}/?run=${runId}` : `${url}/`);
+  if (displayName) await page.getByTestId("display-name").fill(displayName);
   await page.getByTestId("start").click();
   await expect(page.getByTestId("connection")).toHaveText("connected", { timeout: 60_000 });
   await expect(page.getByTestId("contributing")).toHaveAttribute("data-session", /^s_/);

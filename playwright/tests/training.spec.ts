@@ -23,7 +23,8 @@ test("four tabs train the demo run to 95%; two close mid-lease, two join, no bat
   const runId = runs[0]!.id;
   const context = await browser.newContext();
   const tabs: Tab[] = [];
-  for (let i = 0; i < 4; i++) tabs.push(await openContributor(context, server.url));
+  for (let i = 0; i < 4; i++)
+    tabs.push(await openContributor(context, server.url, "", i === 2 ? "Ada" : ""));
   const sessions = await Promise.all(tabs.map((t) => t.session()));
   for (const t of tabs)
     await expect.poll(() => t.batches(), { timeout: 120_000 }).toBeGreaterThan(3);
@@ -71,6 +72,22 @@ test("four tabs train the demo run to 95%; two close mid-lease, two join, no bat
   const commits = final.counters.batchCommits ?? {};
   for (let e = 0; e < final.epoch; e++)
     expect(commits[e], `epoch ${e}: committed batches`).toBe(final.batchesPerEpoch);
+
+  // The leaderboard, on the named tab's page, credits it by the name its visitor chose; the
+  // public status shows contributors only that way (no workers' rows without the token).
+  const named = tabs[2]!.page;
+  const mine = named.locator(`[data-testid=leaderboard] tr[data-session="${sessions[2]}"]`);
+  await expect(mine).toContainText("Ada (this tab)");
+  expect(
+    Number((await mine.getByTestId("leader-samples").innerText()).replace(/,/g, "")),
+  ).toBeGreaterThan(0);
+  expect(await named.getByTestId("share").innerText()).not.toBe("—");
+  const open = (await (await fetch(`${server.url}/api/runs/${runId}`)).json()) as Record<
+    string,
+    unknown
+  >;
+  expect(open.workers).toBeUndefined();
+  expect((open.leaderboard as { name: string }[]).map((r) => r.name)).toContain("Ada");
 
   // Every tab's updates were accepted, and the dashboard's workers table says so.
   for (const id of sessions) {

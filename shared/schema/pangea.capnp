@@ -133,6 +133,7 @@ struct Join {
   encodings @3 :List(Encoding);   # update encodings this worker can produce
   protocolVersion @4 :UInt16;
   evaluates @5 :Bool;         # it can take evaluation leases (Lease.heldOut)
+  displayName @6 :Text;       # the name the visitor chose for the leaderboard ("" = anonymous)
 }
 
 struct ClientInfo {

@@ -2,14 +2,14 @@
 // run page with live charts, the workers table and the run's controls. Everything live comes
 // from server-sent events; nothing polls.
 import { gptSpec, mlpSpec } from "@pangea/shared";
-import { type FormEvent, useEffect, useState } from "react";
+import { type FormEvent, useEffect, useRef, useState } from "react";
 import { LineChart } from "../ui/chart.tsx";
 import { ago, number, percent } from "../ui/format.ts";
-import { type RunStatus, useRunEvents } from "../ui/run-events.ts";
+import { type RunStatus, useRunEvents, type WorkerRow } from "../ui/run-events.ts";
 import { ApiError, api, downloadCheckpoint, token } from "./api.ts";
 import { type DatasetRecord, DatasetsPanel, describe, useDatasets } from "./datasets.tsx";
 
-type RunSummary = Omit<RunStatus, "workers" | "config"> & {
+type RunSummary = Omit<RunStatus, "workers" | "config" | "leaderboard" | "contributors"> & {
   model: string;
   dataset: string;
   strategy: string;
@@ -497,9 +497,37 @@ function evaluatedBy(where: string | undefined): string {
 /** Nats to bits, as language-model papers report loss per character. */
 const bits = (nats: number) => (nats / Math.LN2).toFixed(3);
 
+/**
+ * Every session's row, which only the admin view of the run carries (the public stream shows the
+ * leaderboard alone): fetched with the token when the live status changes, at most once a second.
+ */
+function useAdminWorkers(runId: string, key: string): WorkerRow[] {
+  const [rows, setRows] = useState<WorkerRow[]>([]);
+  const last = useRef(0);
+  useEffect(() => {
+    const wait = Math.max(0, last.current + 1000 - Date.now());
+    const timer = setTimeout(() => {
+      last.current = Date.now();
+      api<RunStatus>(`/api/runs/${encodeURIComponent(runId)}`)
+        .then((s) => {
+          if (s.id === runId) setRows(s.workers ?? []);
+        })
+        .catch(() => {});
+    }, wait);
+    return () => clearTimeout(timer);
+  }, [runId, key]);
+  return rows;
+}
+
 function RunPage(props: { runId: string }) {
   const { status, points, live } = useRunEvents(props.runId);
   const [error, setError] = useState("");
+  const workers = useAdminWorkers(
+    props.runId,
+    status
+      ? `${status.version}:${status.contributors.connected}:${status.counters.updatesAccepted}:${status.state}`
+      : "",
+  );
   if (!status) return <p>Loading run {props.runId}…</p>;
   const act = async (action: "pause" | "resume" | "stop") => {
     try {
@@ -664,23 +692,31 @@ function RunPage(props: { runId: string }) {
         />
       </div>
       <div className="panel">
-        <h2>Workers</h2>
+        <h2>
+          Workers{" "}
+          <small>
+            {status.contributors.connected} connected of {status.contributors.total}
+          </small>
+        </h2>
         <table data-testid="workers">
           <thead>
             <tr>
               <th>Session</th>
+              <th>Name</th>
               <th>Adapter</th>
               <th>Samples/s</th>
               <th>Accepted</th>
               <th>Refused</th>
+              <th>Credit (verified)</th>
               <th>Last seen</th>
               <th>Status</th>
             </tr>
           </thead>
           <tbody>
-            {status.workers.map((w) => (
+            {workers.map((w) => (
               <tr key={w.id} data-session={w.id} data-accepted={w.updatesAccepted}>
                 <td>{w.id}</td>
+                <td>{w.name || "anonymous"}</td>
                 <td>
                   {w.client.adapter}
                   {w.client.softwareFallback ? " (software)" : ""} · {w.client.kind}
@@ -688,6 +724,9 @@ function RunPage(props: { runId: string }) {
                 <td>{number(w.samplesPerSecond)}</td>
                 <td>{w.updatesAccepted}</td>
                 <td>{w.updatesRefused}</td>
+                <td>
+                  {number(w.credit ?? 0)} ({number(w.verifiedCredit ?? 0)})
+                </td>
                 <td>{ago(w.lastSeenMsAgo)}</td>
                 <td>
                   {w.quarantined ? "quarantined" : w.connected ? "connected" : "disconnected"}

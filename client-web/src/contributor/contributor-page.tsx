@@ -3,13 +3,47 @@
 import { useEffect, useRef, useState } from "react";
 import { LineChart } from "../ui/chart.tsx";
 import { number, percent } from "../ui/format.ts";
-import { useRunEvents } from "../ui/run-events.ts";
+import { type LeaderboardRow, useRunEvents } from "../ui/run-events.ts";
 import type { AdapterInfo, FromWorker, ToWorker } from "./worker-protocol.ts";
 
 const NO_WEBGPU =
   "This browser cannot contribute: it has no WebGPU. Chrome or Edge 113 or newer (Windows, macOS, ChromeOS), Chrome 121+ on Android, or Safari 26+ would work.";
 
 type Support = "checking" | "yes" | { message: string };
+
+const NAME_KEY = "pangea.displayName";
+
+/** The run's contributors as the coordinator credits them: a chosen name and samples, no more. */
+function Leaderboard(props: { rows: LeaderboardRow[]; you: string }) {
+  return (
+    <div>
+      <h3>Leaderboard</h3>
+      <table data-testid="leaderboard">
+        <thead>
+          <tr>
+            <th>#</th>
+            <th>Contributor</th>
+            <th>Samples</th>
+            <th>Verified by redundancy</th>
+          </tr>
+        </thead>
+        <tbody>
+          {props.rows.slice(0, 20).map((row, i) => (
+            <tr key={row.id} data-session={row.id} className={row.id === props.you ? "you" : ""}>
+              <td>{i + 1}</td>
+              <td>
+                {row.name || "anonymous"}
+                {row.id === props.you ? " (this tab)" : ""}
+              </td>
+              <td data-testid="leader-samples">{number(row.samples)}</td>
+              <td>{number(row.verified)}</td>
+            </tr>
+          ))}
+        </tbody>
+      </table>
+    </div>
+  );
+}
 
 async function detectWebGpu(): Promise<Support> {
   const gpu = (navigator as Navigator & { gpu?: GPU }).gpu;
@@ -43,6 +77,8 @@ export function ContributorPage() {
   const [duty, setDuty] = useState(100);
   const [notice, setNotice] = useState("");
   const [failure, setFailure] = useState("");
+  // The leaderboard name, kept in this browser only (nothing else about the visitor is sent).
+  const [name, setName] = useState(() => localStorage.getItem(NAME_KEY) ?? "");
   const worker = useRef<Worker | null>(null);
   const { status } = useRunEvents(runId);
 
@@ -106,17 +142,16 @@ export function ContributorPage() {
       }
     };
     const wanted = new URLSearchParams(location.search).get("run") ?? "";
-    send({ type: "start", url: location.origin, runId: wanted });
+    localStorage.setItem(NAME_KEY, name.trim());
+    send({ type: "start", url: location.origin, runId: wanted, displayName: name.trim() });
     setStarted(true);
   };
 
-  // This tab's share of the run: its accepted updates among all accepted, both as the coordinator
-  // counts them (not the tab's own count, which runs ahead of what was committed).
-  const mine = status?.workers.find((w) => w.id === sessionId);
+  // This tab's share of the run: its credited samples among all samples the run committed, both
+  // as the coordinator counts them (not the tab's own count, which runs ahead of what was committed).
+  const mine = status?.leaderboard.find((row) => row.id === sessionId);
   const share =
-    mine && status && status.counters.updatesAccepted > 0
-      ? mine.updatesAccepted / status.counters.updatesAccepted
-      : null;
+    mine && status && status.counters.samples > 0 ? mine.samples / status.counters.samples : null;
 
   return (
     <main className="page contributor">
@@ -134,9 +169,21 @@ export function ContributorPage() {
         </p>
       )}
       {support === "yes" && !started && (
-        <button type="button" className="primary" onClick={start} data-testid="start">
-          Start contributing
-        </button>
+        <div className="controls">
+          <label>
+            Name on the leaderboard (optional)
+            <input
+              value={name}
+              maxLength={32}
+              placeholder="anonymous"
+              onChange={(e) => setName(e.target.value)}
+              data-testid="display-name"
+            />
+          </label>
+          <button type="button" className="primary" onClick={start} data-testid="start">
+            Start contributing
+          </button>
+        </div>
       )}
       {started && support === "yes" && (
         <section className="panel" data-testid="contributing" data-session={sessionId}>
@@ -225,6 +272,9 @@ export function ContributorPage() {
             <p className="unsupported" role="alert">
               {failure}
             </p>
+          )}
+          {status && status.leaderboard.length > 0 && (
+            <Leaderboard rows={status.leaderboard} you={sessionId} />
           )}
           <LineChart
             title="This tab's training loss"

@@ -19,7 +19,7 @@ let connection: Connection | undefined;
 let contributor: Contributor | undefined;
 let batchesDone = 0;
 
-async function start(url: string, runId: string): Promise<void> {
+async function start(url: string, runId: string, displayName: string): Promise<void> {
   let gpu: Awaited<ReturnType<typeof acquireDevice>>;
   try {
     gpu = await acquireDevice(navigator.gpu);
@@ -43,6 +43,7 @@ async function start(url: string, runId: string): Promise<void> {
   });
   const c = new Contributor(new GpuTrainer(gpu, navigator.userAgent), {
     runId,
+    displayName,
     prefetch: true,
     // Evaluation leases are measured with the CPU reference, as the coordinator measures them:
     // two sessions' reports are then the same numbers, whatever GPU each tab has.
@@ -117,7 +118,7 @@ self.onmessage = (event: MessageEvent<ToWorker>) => {
   const m = event.data;
   switch (m.type) {
     case "start":
-      if (!contributor) void start(m.url, m.runId);
+      if (!contributor) void start(m.url, m.runId, m.displayName);
       return;
     case "pause":
       contributor?.pause();

@@ -2,7 +2,7 @@
 import type { ConnectionState } from "@pangea/shared/client";
 
 export type ToWorker =
-  | { type: "start"; url: string; runId: string }
+  | { type: "start"; url: string; runId: string; displayName: string }
   | { type: "pause" }
   | { type: "resume" }
   /** The fraction of time the GPU may work, 0.1 to 1. */

@@ -22,6 +22,17 @@ export interface WorkerRow {
   updatesAccepted: number;
   updatesRefused: number;
   lastSeenMsAgo: number;
+  name?: string;
+  credit?: number;
+  verifiedCredit?: number;
+}
+
+/** A contributor as the public sees it: the name its visitor chose and its credit. */
+export interface LeaderboardRow {
+  id: string;
+  name: string;
+  samples: number;
+  verified: number;
 }
 
 export interface RunStatus {
@@ -53,7 +64,10 @@ export interface RunStatus {
     model: { name: string; transformer?: unknown };
     dataset: string;
   };
-  workers: WorkerRow[];
+  contributors: { connected: number; total: number };
+  leaderboard: LeaderboardRow[];
+  /** Only in the admin view (GET /api/runs/:id with the token; see useAdminWorkers). */
+  workers?: WorkerRow[];
 }
 
 export function useRunEvents(runId: string | undefined) {

@@ -292,7 +292,8 @@ export class Coordinator {
     this.bind(session, peer);
     const run = this.runs.get(session.runId);
     const stats = run?.sessions.get(sessionId);
-    if (run && stats) run.join(sessionId, stats.client, this.clock.now(), stats.evaluates);
+    if (run && stats)
+      run.join(sessionId, stats.client, this.clock.now(), stats.evaluates, stats.name);
   }
 
   disconnect(peer: Peer): void {
@@ -696,7 +697,7 @@ export class Coordinator {
     // never asks for work costs the coordinator a small frame, not the whole model.
     session.knownVersion = -1;
     peer.identify?.(session.id, session.token);
-    run.join(session.id, p.client, now, p.evaluates === true);
+    run.join(session.id, p.client, now, p.evaluates === true, p.displayName ?? "");
     this.saveSession(session);
     this.changed(run.id);
     this.send(peer, {

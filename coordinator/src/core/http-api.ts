@@ -163,7 +163,7 @@ export function createApi(coordinator: Coordinator, options: ApiOptions) {
           options.runIdFor?.(c.req.raw),
           initial,
         );
-        return c.json(run.status(coordinator.clock.now()), 201);
+        return c.json(run.status(coordinator.clock.now(), "admin"), 201);
       } catch (e) {
         if (e instanceof RunConfigError) return invalid(e.problems);
         throw e;
@@ -171,10 +171,12 @@ export function createApi(coordinator: Coordinator, options: ApiOptions) {
     },
   );
 
+  // Public: the run and its leaderboard. With the admin token: every session's row too.
   api.get("/api/runs/:id", (c) => {
     const run = runOr404(c.req.param("id"));
     if (!run) return c.json({ error: "not found" }, 404);
-    return c.json(run.status(coordinator.clock.now()));
+    const view = isAdmin(c.req.header("authorization"), options.adminToken) ? "admin" : "public";
+    return c.json(run.status(coordinator.clock.now(), view));
   });
 
   api.get("/api/runs/:id/metrics", (c) => {
@@ -264,7 +266,7 @@ export function createApi(coordinator: Coordinator, options: ApiOptions) {
       } catch (e) {
         return c.json({ error: "conflict", message: (e as Error).message }, 409);
       }
-      return c.json(run.status(coordinator.clock.now()));
+      return c.json(run.status(coordinator.clock.now(), "admin"));
     });
   }
 
@@ -291,14 +293,15 @@ export function createApi(coordinator: Coordinator, options: ApiOptions) {
   return api;
 }
 
+/** A run's line in the runs list: no leaderboard, its connected contributors as a count. */
 function summary(s: ReturnType<import("./run.ts").Run["status"]>) {
-  const { workers, config, ...rest } = s;
+  const { config, leaderboard: _leaders, contributors, ...rest } = s;
   return {
     ...rest,
     model: config.model.name,
     dataset: config.dataset,
     strategy: config.strategy.kind,
-    workers: workers.filter((w) => w.connected).length,
+    workers: contributors.connected,
   };
 }
 

@@ -27,6 +27,11 @@ export interface RunCounters {
   evaluationReports?: number;
   evaluationDisagreements?: number;
   evaluationFallbacks?: number;
+  /** Redundant batches whose two copies were compared; of those, disputes (they disagreed, and
+   * a third copy was asked for); and disputes a third copy settled. */
+  replicaComparisons?: number;
+  replicaDisputes?: number;
+  replicaDisputesSettled?: number;
 }
 
 export interface RunRecord {
@@ -90,6 +95,14 @@ export interface SessionStats {
   quarantined: boolean;
   /** It said it can take evaluation leases. */
   evaluates?: boolean;
+  /** The leaderboard name its visitor chose (credit.ts: displayName); absent = anonymous. */
+  name?: string;
+  /** Samples credited: its accepted, committed updates' leases (credit.ts). */
+  credit?: number;
+  /** Of the credit, samples whose batch a second session computed with an agreeing result. */
+  verifiedCredit?: number;
+  /** Its updates that redundancy compared with another session's copy. */
+  replicasChecked?: number;
 }
 
 /** A session as stored: its token resumes it, and its quarantine outlives a restart. */

@@ -14,6 +14,7 @@ import {
   type Tensor,
 } from "@pangea/shared";
 import { aggregate, updateNorm, type WeightedUpdate } from "./aggregate.ts";
+import { displayName, earn, forfeit, leaderboard, verify } from "./credit.ts";
 import { type RunData, sampleOffset } from "./datasets.ts";
 import { evaluationParts, type EvaluationJob, type EvaluationResult } from "./evaluation.ts";
 import { ContributorEvaluation, WINDOWS_PER_LEASE } from "./evaluation-leases.ts";
@@ -77,6 +78,11 @@ export class Run {
   private readonly firstCopies = new Map<
     string,
     { tensors: Float32Array[]; sessionId: string; base: number }
+  >();
+  /** Batches whose two copies disagreed, waiting for a third copy from the same version. */
+  private readonly disputes = new Map<
+    string,
+    { base: number; copies: Array<{ sessionId: string; tensors: Float32Array[] }> }
   >();
   private lastCommitAt: number;
 
@@ -166,13 +172,14 @@ export class Run {
   // --- sessions ---------------------------------------------------------------------------
 
   /** A session (new, or resumed after a reconnect) takes part. */
-  join(sessionId: string, client: ClientInfo, now: number, evaluates = false): void {
+  join(sessionId: string, client: ClientInfo, now: number, evaluates = false, name?: string): void {
     const known = this.sessions.get(sessionId);
     if (known) {
       known.connected = true;
       known.lastSeen = now;
       known.client = client;
       known.evaluates = evaluates;
+      if (name !== undefined) known.name = displayName(name);
       return;
     }
     this.sessions.set(sessionId, {
@@ -187,6 +194,10 @@ export class Run {
       strikes: 0,
       quarantined: false,
       evaluates,
+      name: displayName(name),
+      credit: 0,
+      verifiedCredit: 0,
+      replicasChecked: 0,
     });
   }
 
@@ -422,16 +433,7 @@ export class Run {
     const batchKey = `${l.epoch}:${l.batch}`;
     if (this.scheduler.accept(l.id) === "duplicate") {
       // A replica (or a late copy of a batch someone else finished): compared, never counted.
-      const first = this.firstCopies.get(batchKey);
-      if (first && first.base === l.baseVersion) {
-        const diff = relativeDifference(first.tensors, checked.tensors);
-        if (diff > REPLICA_TOLERANCE) {
-          this.strike(s);
-          const other = this.sessions.get(first.sessionId);
-          if (other) this.strike(other);
-        }
-      }
-      this.firstCopies.delete(batchKey);
+      this.compareCopy(batchKey, l, { sessionId, tensors: checked.tensors, samples });
       return [
         {
           to: sessionId,
@@ -459,6 +461,60 @@ export class Run {
     const target = st.kind === "asynchronous" ? st.buffer : st.targetUpdates;
     if (this.voters() >= target) out.push(...this.closeVersion(now));
     return out;
+  }
+
+  /**
+   * A second (or third) copy of a batch, against the copies before it from the same version.
+   * Two that agree: the replica earns its samples and both are verified. Two that disagree
+   * cannot say which is wrong, so the batch is disputed and a third session computes it; the
+   * copies that disagree with it get a strike (freeloaders, caught at redundancy's rate), the
+   * one that agrees is verified. Three different answers strike no one.
+   */
+  private compareCopy(
+    batchKey: string,
+    l: Lease,
+    copy: { sessionId: string; tensors: Float32Array[]; samples: number },
+  ): void {
+    const counters = this.record.counters;
+    const s = this.sessions.get(copy.sessionId)!;
+    const dispute = this.disputes.get(batchKey);
+    if (dispute && dispute.base === l.baseVersion) {
+      this.disputes.delete(batchKey);
+      const agreeing = dispute.copies.filter(
+        (c) => relativeDifference(c.tensors, copy.tensors) <= REPLICA_TOLERANCE,
+      );
+      s.replicasChecked = (s.replicasChecked ?? 0) + 1;
+      if (agreeing.length === 0) return;
+      counters.replicaDisputesSettled = (counters.replicaDisputesSettled ?? 0) + 1;
+      earn(s, copy.samples);
+      verify(s, copy.samples);
+      for (const c of dispute.copies) {
+        const other = this.sessions.get(c.sessionId);
+        if (!other) continue;
+        if (agreeing.includes(c)) verify(other, copy.samples);
+        else this.strike(other);
+      }
+      return;
+    }
+    const first = this.firstCopies.get(batchKey);
+    this.firstCopies.delete(batchKey);
+    if (!first || first.base !== l.baseVersion) return;
+    const other = this.sessions.get(first.sessionId);
+    s.replicasChecked = (s.replicasChecked ?? 0) + 1;
+    if (other) other.replicasChecked = (other.replicasChecked ?? 0) + 1;
+    counters.replicaComparisons = (counters.replicaComparisons ?? 0) + 1;
+    if (relativeDifference(first.tensors, copy.tensors) <= REPLICA_TOLERANCE) {
+      earn(s, copy.samples);
+      verify(s, copy.samples);
+      if (other) verify(other, copy.samples);
+      return;
+    }
+    counters.replicaDisputes = (counters.replicaDisputes ?? 0) + 1;
+    this.disputes.set(batchKey, {
+      base: l.baseVersion,
+      copies: [{ sessionId: first.sessionId, tensors: first.tensors }, copy],
+    });
+    this.scheduler.wantCopy(l.epoch, l.batch, l.baseVersion, [first.sessionId, copy.sessionId]);
   }
 
   /** Expires leases and closes a version whose straggler deadline passed. */
@@ -540,10 +596,16 @@ export class Run {
     return [];
   }
 
-  /** Status for the API and the dashboard. */
-  status(now: number) {
+  /**
+   * Status for the API and the pages. Anyone may read the public view: contributors appear only
+   * as the leaderboard does (a chosen name and verified credit). The admin view adds every
+   * session's row (client, speed, counts, health) for the dashboard.
+   */
+  status(now: number, view: "public" | "admin" = "public") {
     const r = this.record;
-    return {
+    let connected = 0;
+    for (const s of this.sessions.values()) if (s.connected) connected++;
+    const common = {
       id: r.id,
       name: r.config.name,
       state: r.state,
@@ -557,6 +619,12 @@ export class Run {
       createdAt: r.createdAt,
       updatedAt: r.updatedAt,
       config: r.config,
+      contributors: { connected, total: this.sessions.size },
+      leaderboard: leaderboard(this.sessions.values()),
+    };
+    if (view === "public") return common;
+    return {
+      ...common,
       workers: [...this.sessions.values()].map((s) => ({
         ...s,
         lastSeenMsAgo: now - s.lastSeen,
@@ -604,6 +672,7 @@ export class Run {
     s.strikes++;
     if (s.quarantined || s.strikes < this.config.quarantineAfter) return false;
     s.quarantined = true;
+    forfeit(s);
     this.scheduler.release(s.id);
     this.contributed?.release(s.id);
     return true;
@@ -651,7 +720,11 @@ export class Run {
     r.counters.batchCommits ??= {};
     const commits = r.counters.batchCommits;
     // The round holds only first copies (a duplicate is acknowledged and compared, never added).
-    for (const e of round) commits[e.lease.epoch] = (commits[e.lease.epoch] ?? 0) + 1;
+    for (const e of round) {
+      commits[e.lease.epoch] = (commits[e.lease.epoch] ?? 0) + 1;
+      const contributor = this.sessions.get(e.sessionId);
+      if (contributor) earn(contributor, e.samples);
+    }
     const epochBefore = this.scheduler.epoch;
     this.scheduler.commit(round.map((e) => e.lease));
     const epochDone = this.scheduler.epoch > epochBefore;
@@ -695,6 +768,10 @@ export class Run {
       });
     }
     if (epochDone) this.firstCopies.clear();
+    // A copy from an older version could not be compared any more (it is refused as stale, or
+    // computed on other parameters): unsettled disputes lapse, striking no one.
+    for (const [key, d] of this.disputes) if (d.base < r.version) this.disputes.delete(key);
+    this.scheduler.forgetCopiesBefore(r.version);
     if (evaluate || r.state === "finished") this.evaluationDue = true;
     return out;
   }

@@ -53,6 +53,11 @@ export class Scheduler {
   private readonly leases = new Map<number, Lease>();
   /** Live leases per "epoch:batch". */
   private readonly byBatch = new Map<string, Lease[]>();
+  /** Disputed batches that want one more copy, from a session not yet involved. */
+  private readonly wanted = new Map<
+    string,
+    { epoch: number; batch: number; baseVersion: number; exclude: ReadonlySet<string> }
+  >();
   private nextLeaseId: number;
   /** Leases that expired and whose batch went back to the queue, since the start. */
   reissues = 0;
@@ -117,7 +122,7 @@ export class Scheduler {
    * A lease for `sessionId`, or undefined when every batch of this epoch and the next is leased
    * or pending. The next epoch's batches go out only once this epoch has none left to hand out,
    * so a version never waits at an epoch's end. A batch chosen for redundancy is leased a
-   * second time to a different session.
+   * second time to a different session, before any new batch.
    */
   issue(
     sessionId: string,
@@ -125,30 +130,56 @@ export class Scheduler {
     durationMs: number,
     baseVersion: number,
   ): Lease | undefined {
+    // A disputed batch's third copy before anything: it decides who computed it wrongly.
+    for (const [key, w] of this.wanted) {
+      if (w.baseVersion !== baseVersion || w.exclude.has(sessionId)) continue;
+      this.wanted.delete(key);
+      return this.lease(sessionId, w.epoch, w.batch, now, durationMs, baseVersion, 1);
+    }
+    // A redundant batch's replica goes out first, while its first copy is still being computed
+    // (once that copy is in, there is nothing left to compare it with): so the configured share
+    // of batches really is computed twice, and a freeloader is checked at that rate. Only from
+    // the same version: the replica is computed on the parameters the session has now, and two
+    // copies compare only when they started from the same ones.
+    if (this.redundancy > 0)
+      for (const live of this.byBatch.values()) {
+        const first = live[0]!;
+        if (
+          live.length === 1 &&
+          first.replica === 0 &&
+          first.sessionId !== sessionId &&
+          first.baseVersion === baseVersion &&
+          this.isRedundant(first.epoch, first.batch)
+        )
+          return this.lease(
+            sessionId,
+            first.epoch,
+            first.batch,
+            now,
+            durationMs,
+            first.baseVersion,
+            1,
+          );
+      }
     for (const e of [this.current, this.next]) {
       const batch = this.nextFree(e);
       if (batch !== undefined)
         return this.lease(sessionId, e.epoch, batch, now, durationMs, baseVersion, 0);
     }
-    if (this.redundancy <= 0) return undefined;
-    for (const live of this.byBatch.values()) {
-      const first = live[0]!;
-      if (
-        live.length === 1 &&
-        first.sessionId !== sessionId &&
-        this.isRedundant(first.epoch, first.batch)
-      )
-        return this.lease(
-          sessionId,
-          first.epoch,
-          first.batch,
-          now,
-          durationMs,
-          first.baseVersion,
-          1,
-        );
-    }
     return undefined;
+  }
+
+  /**
+   * Asks for one more copy of a batch whose two copies disagreed, computed from `baseVersion`
+   * by a session other than `exclude`; wanted until that version closes (forgetCopiesBefore).
+   */
+  wantCopy(epoch: number, batch: number, baseVersion: number, exclude: readonly string[]): void {
+    this.wanted.set(`${epoch}:${batch}`, { epoch, batch, baseVersion, exclude: new Set(exclude) });
+  }
+
+  /** Copies wanted from versions before `version` can no longer be compared: forgotten. */
+  forgetCopiesBefore(version: number): void {
+    for (const [key, w] of this.wanted) if (w.baseVersion < version) this.wanted.delete(key);
   }
 
   /** Removes leases past their deadline; their batches go back to the front of the queue. */

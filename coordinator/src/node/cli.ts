@@ -13,7 +13,7 @@
 //                                           (IDX as MNIST ships them, or .npy; .gz is unpacked)
 //   checkpoint <run> <file>                 the run's parameters as a Cap'n Proto message, or
 //                                           as safetensors when <file> ends in .safetensors
-//   worker <url> [--run <id>] [--count <n>] [--gpu]
+//   worker <url> [--run <id>] [--count <n>] [--gpu] [--name <leaderboard name>]
 //                                           headless contributors until the run ends: the CPU
 //                                           reference, or with --gpu the WGSL engine through Dawn
 //                                           for Node where a GPU adapter exists
@@ -90,6 +90,7 @@ async function workerCommand(
   runId: string,
   count: number,
   gpu: boolean,
+  displayName: string,
 ): Promise<void> {
   const trainers = await Promise.all(
     Array.from({ length: count }, async () => {
@@ -100,7 +101,11 @@ async function workerCommand(
     }),
   );
   const workers = trainers.map((trainer) =>
-    connectWorker(url, { ...(runId ? { runId } : {}), ...(trainer ? { trainer } : {}) }),
+    connectWorker(url, {
+      ...(runId ? { runId } : {}),
+      ...(trainer ? { trainer } : {}),
+      ...(displayName ? { displayName } : {}),
+    }),
   );
   await Promise.all(
     workers.map(async (w, i) => {
@@ -245,9 +250,11 @@ export async function main(argv: string[]): Promise<void> {
     }
     case "worker": {
       const url = args[0];
-      if (!url || url.startsWith("--")) fail("worker <url> [--run <id>] [--count <n>] [--gpu]");
+      if (!url || url.startsWith("--"))
+        fail("worker <url> [--run <id>] [--count <n>] [--gpu] [--name <leaderboard name>]");
       const gpu = args.includes("--gpu");
-      return workerCommand(url, option("run") ?? "", Number(option("count") ?? 1), gpu);
+      const count = Number(option("count") ?? 1);
+      return workerCommand(url, option("run") ?? "", count, gpu, option("name") ?? "");
     }
     default:
       fail("commands: serve, runs, checkpoint, worker");

@@ -53,6 +53,6 @@ export function attackedRun(store: Store, o: AttackedRunOptions) {
     attackers,
     forged: collusion.forged,
     accuracy: run.record.evaluation?.accuracy ?? 0,
-    z: attack.kind === "alie" ? attack.z : undefined,
+    z: o.attack === "alie" && attack.kind === "alie" ? attack.z : undefined,
   };
 }

@@ -6,8 +6,13 @@
 //         that no coordinate-wise rule sees an outlier
 //   IPM   −ε·μ (inner product manipulation, Xie, Koyejo and Gupta, 2020): a small step against the
 //         descent direction, close to zero, where the median and the trim look.
+//   copy  freeloaders: every member sends the group's first honest update again, computed on
+//         another lease (only redundancy can tell it from real work).
 
-export type CollusionAttack = { kind: "alie"; z: number } | { kind: "ipm"; epsilon: number };
+export type CollusionAttack =
+  | { kind: "alie"; z: number }
+  | { kind: "ipm"; epsilon: number }
+  | { kind: "copy" };
 
 export class Collusion {
   private pool: Float32Array[] = [];
@@ -22,6 +27,11 @@ export class Collusion {
 
   /** Adds a member's honest update to the pool and returns what the member sends instead. */
   forge(honest: Float32Array): Float32Array {
+    if (this.attack.kind === "copy") {
+      this.forged++;
+      if (this.pool.length === 0) this.pool.push(honest.slice());
+      return this.pool[0]!.slice();
+    }
     this.pool.push(honest.slice());
     while (this.pool.length > Math.max(2, this.members)) this.pool.shift();
     const n = this.pool.length;

@@ -24,7 +24,13 @@ import {
 } from "@pangea/shared/client";
 import type { Collusion } from "./collusion.ts";
 
-export type Attack = "signFlip" | "nan" | "wrongShape" | "foreignLease";
+/**
+ * Misbehaviours. Refused ones: a NaN, a wrong shape, someone else's lease. Accepted ones that the
+ * aggregation must absorb: sign-flipped ×10. Freeloaders, whose updates are well-formed but not
+ * computed on their lease (only redundancy can tell): "stale" sends its first update again
+ * every time, "random" sends noise with an honest update's norm.
+ */
+export type Attack = "signFlip" | "nan" | "wrongShape" | "foreignLease" | "stale" | "random";
 
 export interface HeadlessWorkerOptions extends ContributorOptions {
   /** Misbehaviours cycled through, one per update (honest when absent). */
@@ -48,6 +54,9 @@ export class CpuTrainer implements Trainer {
   private model: ModelSpec | undefined;
   private params: Float32Array | undefined;
   private attackIndex = 0;
+  /** A freeloader's first (and only) computed update. */
+  private kept: Float32Array | undefined;
+  private noise = 0x2545f491;
 
   constructor(
     private readonly attacks: readonly Attack[] = [],
@@ -115,8 +124,30 @@ export class CpuTrainer implements Trainer {
       if (attack === "nan") update[Math.floor(update.length / 2)] = Number.NaN;
       if (attack === "wrongShape") tensors = tensors.slice(0, -1);
       if (attack === "foreignLease") leaseId = lease.leaseId - 1;
+      if (attack === "stale") {
+        this.kept ??= update.slice();
+        update.set(this.kept);
+      }
+      if (attack === "random") {
+        // Noise as large as the honest update it replaces: within every bound the coordinator sets.
+        let squares = 0;
+        for (let i = 0; i < update.length; i++) squares += update[i]! * update[i]!;
+        const scale = Math.sqrt(squares / update.length);
+        for (let i = 0; i < update.length; i++) update[i] = scale * this.gaussian();
+      }
     }
     return { tensors, encoding: "fp32", loss, correct, leaseId };
+  }
+
+  /** A standard normal draw (Box–Muller over xorshift32): a freeloader's noise, seeded. */
+  private gaussian(): number {
+    const next = () => {
+      this.noise ^= this.noise << 13;
+      this.noise ^= this.noise >>> 17;
+      this.noise ^= this.noise << 5;
+      return ((this.noise >>> 0) + 1) / 4294967297;
+    };
+    return Math.sqrt(-2 * Math.log(next())) * Math.cos(2 * Math.PI * next());
   }
 }
 

@@ -66,6 +66,8 @@ export type HeldOutEvaluator = (
 export interface ContributorOptions {
   /** "" lets the coordinator pick an active run. */
   runId?: string;
+  /** The name on the run's leaderboard; anonymous when absent. */
+  displayName?: string;
   /** A token from an earlier session, to resume it. */
   sessionToken?: string;
   /** How the contributor waits; setTimeout by default. */
@@ -165,6 +167,7 @@ export class Contributor {
       encodings: ["fp32", "fp16", "int8"],
       protocolVersion: PROTOCOL_VERSION,
       evaluates: this.options.evaluate !== undefined,
+      ...(this.options.displayName ? { displayName: this.options.displayName } : {}),
     });
   }
 

@@ -100,7 +100,7 @@ export const structs = {
   },
   "Join": {
     dataWords: 1,
-    pointers: 4,
+    pointers: 5,
     fields: {
       runId: { kind: "text", ptr: 0 },
       sessionToken: { kind: "text", ptr: 1 },
@@ -108,6 +108,7 @@ export const structs = {
       encodings: { kind: "list", element: { kind: "u16", enum: "Encoding" }, ptr: 3 },
       protocolVersion: { kind: "u16", byte: 0 },
       evaluates: { kind: "bool", bit: 16 },
+      displayName: { kind: "text", ptr: 4 },
     },
   },
   "Layer.kind": {

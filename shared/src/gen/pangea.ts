@@ -878,7 +878,7 @@ export class Join extends $.Struct {
     static readonly _capnp = {
         displayName: "Join",
         id: "c39b9ae71294f6b4",
-        size: new $.ObjectSize(8, 4),
+        size: new $.ObjectSize(8, 5),
     };
     /**
 * "" lets the coordinator pick an active run
@@ -955,6 +955,16 @@ export class Join extends $.Struct {
     }
     set evaluates(value: boolean) {
         $.utils.setBit(16, value, this);
+    }
+    /**
+* the name the visitor chose for the leaderboard ("" = anonymous)
+*
+*/
+    get displayName(): string {
+        return $.utils.getText(4, this);
+    }
+    set displayName(value: string) {
+        $.utils.setText(4, value, this);
     }
     toString(): string { return "Join_" + super.toString(); }
 }

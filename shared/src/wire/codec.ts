@@ -102,6 +102,7 @@ function writeMessage(w: FrameWriter, message: WireMessage): Uint8Array {
       );
       w.u16(s, F.protocolVersion.byte, payload.protocolVersion);
       w.bool(s, F.evaluates.bit, payload.evaluates === true);
+      if (payload.displayName) w.text(s, F.displayName.ptr, payload.displayName);
       break;
     }
     case "welcome": {
@@ -495,6 +496,7 @@ function readPayload(
           .map((e) => enumName(r, "Encoding", e)),
         protocolVersion: r.u16(s, F.protocolVersion.byte),
         ...(r.bool(s, F.evaluates.bit) ? { evaluates: true } : {}),
+        ...nonEmpty("displayName", r.text(s, F.displayName.ptr, "join.displayName")),
       };
     }
     case "welcome": {
@@ -870,4 +872,9 @@ function enumName<E extends EnumName>(
   const value = (enums[name] as readonly string[])[index];
   if (value === undefined) throw new WireError("enum", `${index} is not a known ${name}`);
   return value as (typeof enums)[E][number];
+}
+
+/** `{ [key]: text }` when the text is not empty, else nothing (optional Text fields). */
+function nonEmpty<K extends string>(key: K, text: string): { [P in K]?: string } {
+  return (text === "" ? {} : { [key]: text }) as { [P in K]?: string };
 }

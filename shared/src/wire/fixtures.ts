@@ -57,6 +57,7 @@ export const samplePayloads: Payload[] = [
     encodings: ["fp32", "fp16", "int8"],
     protocolVersion: 1,
     evaluates: true,
+    displayName: "Ada ✓",
   },
   {
     type: "welcome",

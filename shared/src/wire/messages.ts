@@ -157,6 +157,8 @@ export type Payload =
       protocolVersion: number;
       /** It can take evaluation leases (a lease with `heldOut`). */
       evaluates?: boolean;
+      /** The visitor's name for the leaderboard; absent or "" = anonymous. */
+      displayName?: string;
     }
   | {
       type: "welcome";
