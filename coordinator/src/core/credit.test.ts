@@ -40,7 +40,7 @@ describe("credit", () => {
         sim.runUntil(() => run.record.state === "finished", 10_000_000);
         const byName = new Map([...run.sessions.values()].map((s) => [s.name, s]));
         console.log(
-          run.record.version,
+          "[name, updates accepted, strikes, copies compared, credit, verified, quarantined]",
           JSON.stringify(
             [...run.sessions.values()].map((s) => [
               s.name,

@@ -125,9 +125,9 @@ describe("a hostile stranger against the real server", () => {
     const honestExit = new Promise<number>((r) => honest.on("exit", (code) => r(code ?? -1)));
     const connected = async () => {
       const s = (await (await fetch(`${server.url}/api/runs/${runId}`)).json()) as {
-        workers: Array<{ connected: boolean }>;
+        contributors: { connected: number };
       };
-      return s.workers.filter((w) => w.connected).length;
+      return s.contributors.connected;
     };
     // The attack starts once the honest workers train.
     while ((await connected()) < 4) await new Promise((r) => setTimeout(r, 200));
@@ -182,11 +182,16 @@ describe("a hostile stranger against the real server", () => {
     for (const s of crowd.filter((s) => s.of("welcome").length === 0))
       expect(s.errors()).toEqual(["rateLimited"]);
 
-    // 4. The signal relay: 2,000 signals of 60 KB to a session picked from the public status.
-    const status = (await (await fetch(`${server.url}/api/runs/${runId}`)).json()) as {
-      workers: Array<{ id: string; client: { userAgent: string } }>;
-    };
-    const victim = status.workers.find((w) => w.client.userAgent !== "stranger")!;
+    // 4. The signal relay: 2,000 signals of 60 KB to a session picked from the public status
+    // (the leaderboard names honest sessions with credit, and only those).
+    const leaders = async () =>
+      (
+        (await (await fetch(`${server.url}/api/runs/${runId}`)).json()) as {
+          leaderboard: Array<{ id: string }>;
+        }
+      ).leaderboard;
+    while ((await leaders()).length === 0) await new Promise((r) => setTimeout(r, 200));
+    const victim = (await leaders())[0]!;
     const big = new Uint8Array(60_000);
     for (let i = 0; i < 2000; i++) minter.post({ type: "signal", payload: big }, victim.id);
     await minter.until(() => minter.replies.length >= 5000);
