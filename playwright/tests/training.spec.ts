@@ -79,9 +79,9 @@ test("four tabs train the demo run to 95%; two close mid-lease, two join, no bat
   const mine = named.locator(`[data-testid=leaderboard] tr[data-session="${sessions[2]}"]`);
   await expect(mine).toContainText("Ada (this tab)");
   expect(
-    Number((await mine.getByTestId("leader-samples").innerText()).replace(/,/g, "")),
+    Number(((await mine.getByTestId("leader-samples").textContent()) ?? "").replace(/,/g, "")),
   ).toBeGreaterThan(0);
-  expect(await named.getByTestId("share").innerText()).not.toBe("—");
+  expect(await named.getByTestId("share").textContent()).not.toBe("—");
   const open = (await (await fetch(`${server.url}/api/runs/${runId}`)).json()) as Record<
     string,
     unknown

@@ -504,6 +504,7 @@ const bits = (nats: number) => (nats / Math.LN2).toFixed(3);
 function useAdminWorkers(runId: string, key: string): WorkerRow[] {
   const [rows, setRows] = useState<WorkerRow[]>([]);
   const last = useRef(0);
+  // biome-ignore lint/correctness/useExhaustiveDependencies: `key` is the trigger (the live status changed)
   useEffect(() => {
     const wait = Math.max(0, last.current + 1000 - Date.now());
     const timer = setTimeout(() => {

@@ -7,7 +7,7 @@ import { describe, expect, it } from "vitest";
 import { Simulation } from "../testing/simulation.ts";
 import { withStore } from "../testing/with-store.ts";
 import { Collusion } from "../worker/collusion.ts";
-import { displayName, leaderboard } from "./credit.ts";
+import { displayName, type leaderboard } from "./credit.ts";
 
 describe("credit", () => {
   it(

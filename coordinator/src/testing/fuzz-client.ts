@@ -243,7 +243,7 @@ export function generators(rand: () => number, model: ModelSpec, runId: string) 
     () => frame({ type: "parameters", version: Number.MAX_SAFE_INTEGER, tensors: [] }),
     () => update((i, k) => (i === 0 && k === 0 ? Number.NaN : small())),
     () =>
-      update((i, k) =>
+      update((_, k) =>
         k === 1 ? pickOf([Number.POSITIVE_INFINITY, Number.NEGATIVE_INFINITY]) : small(),
       ),
     () => update(() => 3e38),
