@@ -5,7 +5,6 @@
 // fuzzers' frames, must keep its memory bounded (Node), and the run must reach its stop with
 // parameters that stay finite. PANGEA_FUZZ_FRAMES sets Node's count (10⁶ for the long run).
 import { spawn } from "node:child_process";
-import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { decodeMessage, mlpSpec, type Tensor } from "@pangea/shared";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -13,11 +12,6 @@ import { fuzzCoordinator } from "../testing/fuzz-client.ts";
 import { type Backend, type ServerProcess, serverProcess } from "../testing/server-process.ts";
 
 const NODE_FRAMES = Number(process.env.PANGEA_FUZZ_FRAMES ?? 100_000);
-
-function processRssMiB(pid: number): number {
-  const status = readFileSync(`/proc/${pid}/status`, "utf8");
-  return Number(/VmRSS:\s+(\d+) kB/.exec(status)![1]) / 1024;
-}
 
 describe.each([
   ["node", NODE_FRAMES],
@@ -30,8 +24,8 @@ describe.each([
   afterAll(async () => {
     await server?.dispose();
   });
-  /** Resident memory of the coordinator process, in MiB (Linux); wrangler's workerd is a child. */
-  const rssMiB = () => (backend === "node" ? processRssMiB(server.process!.pid!) : 0);
+  // On the edge the isolate runs in wrangler's workerd child, which this does not measure.
+  const rssMiB = () => (backend === "node" ? server.rssMiB() : 0);
 
   it(`refuses ${FRAMES} hostile frames, and keeps training honest workers to the stop`, async () => {
     const model = mlpSpec([16, 24, 4], { seed: 3 });

@@ -3,7 +3,6 @@
 // loopback) repeating every attack of the hostile-client report at once. The outcome: refusals
 // by code, a bounded session count, a bounded RSS, and the demo still reaching its target.
 import { spawn } from "node:child_process";
-import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import {
   decodeMessage,
@@ -27,12 +26,6 @@ beforeAll(async () => {
 afterAll(async () => {
   await server?.dispose();
 });
-
-/** Resident memory of the coordinator process, in MiB (Linux). */
-function rssMiB(): number {
-  const status = readFileSync(`/proc/${server.process!.pid}/status`, "utf8");
-  return Number(/VmRSS:\s+(\d+) kB/.exec(status)![1]) / 1024;
-}
 
 /** A WebSocket from the hostile address that keeps every decoded reply. */
 class Stranger {
@@ -131,7 +124,7 @@ describe("a hostile stranger against the real server", () => {
     };
     // The attack starts once the honest workers train.
     while ((await connected()) < 4) await new Promise((r) => setTimeout(r, 200));
-    const rssBefore = rssMiB();
+    const rssBefore = server.rssMiB();
 
     // 1. Claims: updates on real leases that claim 1e9 and -5 samples.
     const claimer = await Stranger.open();
@@ -203,7 +196,7 @@ describe("a hostile stranger against the real server", () => {
     await new Promise((r) => setTimeout(r, 1000));
     expect(await connected()).toBeLessThanOrEqual(4);
 
-    const rssAfter = rssMiB();
+    const rssAfter = server.rssMiB();
     console.log(
       `coordinator RSS: ${rssBefore.toFixed(0)} MiB before, ${rssAfter.toFixed(0)} MiB after the attacks`,
     );

@@ -4,7 +4,7 @@
 //   edge  `wrangler dev` (the Worker and a Durable Object per run, storage persisted to the
 //         data directory), killed as a process group since wrangler runs workerd beneath it.
 import { type ChildProcess, spawn } from "node:child_process";
-import { mkdtempSync, rmSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -39,6 +39,8 @@ export interface ServerProcess {
   api(path: string, init?: RequestInit): Promise<Response>;
   /** Kills the server and removes its data directory. */
   dispose(): Promise<void>;
+  /** The server process's resident memory in MiB (Linux; on the edge, wrangler's own only). */
+  rssMiB(): number;
 }
 
 export async function serverProcess(
@@ -152,6 +154,10 @@ export async function serverProcess(
     async dispose() {
       await handle.kill();
       rmSync(dataDir, { recursive: true, force: true });
+    },
+    rssMiB() {
+      const status = readFileSync(`/proc/${handle.process!.pid}/status`, "utf8");
+      return Number(/VmRSS:\s+(\d+) kB/.exec(status)![1]) / 1024;
     },
   };
   await handle.start();
