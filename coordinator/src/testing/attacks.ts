@@ -1,6 +1,8 @@
 // Robust aggregation against attackers who stay inside the honest spread: an MNIST run in the
 // simulation (real codec, real core, CPU reference workers) where a fraction of the sessions
 // collude (ALIE or IPM, worker/collusion.ts). Shared by the core suite and `pnpm bench:attacks`.
+import { gptSpec } from "@pangea/shared";
+import type { CoordinatorOptions } from "../core/coordinator.ts";
 import type { Store } from "../core/ports.ts";
 import type { AggregationConfig } from "../core/run-config.ts";
 import { alieZ, Collusion, type CollusionAttack } from "../worker/collusion.ts";
@@ -18,7 +20,19 @@ export interface AttackedRunOptions {
   batchSize?: number;
   /** ALIE's z; the paper's z_max for these counts when absent. */
   z?: number;
+  /**
+   * "gpt": a small character GPT on Tiny Shakespeare instead of the MNIST MLP; its dataset must
+   * come in `datasets` (Node's text-node loader, which the core suite does not import).
+   */
+  task?: "mnist" | "gpt";
+  datasets?: CoordinatorOptions["datasets"];
 }
+
+/** The GPT of the attack bench: 2 layers × 32 wide, 2 heads, context 32, 4 windows a batch. */
+export const ATTACK_GPT = gptSpec(
+  { vocabSize: 65, contextLength: 32, layers: 2, heads: 2, width: 32 },
+  { seed: 3, name: "attack-gpt-2x32" },
+);
 
 /** The settings every row of the attack table shares (README: "Attacks inside the spread"). */
 export const ATTACK_RUN = { workers: 20, versions: 150, batchSize: 32, epsilon: 0.1 } as const;
@@ -31,11 +45,12 @@ export function attackedRun(store: Store, o: AttackedRunOptions) {
     o.attack === "ipm"
       ? { kind: "ipm", epsilon: ATTACK_RUN.epsilon }
       : { kind: "alie", z: o.z ?? alieZ(workers, Math.max(1, attackers)) };
-  const sim = new Simulation(store);
+  const gpt = o.task === "gpt";
+  const sim = new Simulation(store, o.datasets ? { datasets: o.datasets } : {});
   const run = sim.coordinator.createRun({
     name: `attacked-${o.attack}`,
-    dataset: "mnist",
-    batchSize: o.batchSize ?? ATTACK_RUN.batchSize,
+    ...(gpt ? { model: ATTACK_GPT, dataset: "shakespeare" } : { dataset: "mnist" }),
+    batchSize: o.batchSize ?? (gpt ? 4 : ATTACK_RUN.batchSize),
     strategy: { kind: "synchronous", targetUpdates: workers, stragglerMs: 5000 },
     aggregation: o.aggregation,
     optimizer: { kind: "adamw", learningRate: 3e-3, decayVersions: versions, minLearningRate: 0 },
@@ -53,6 +68,8 @@ export function attackedRun(store: Store, o: AttackedRunOptions) {
     attackers,
     forged: collusion.forged,
     accuracy: run.record.evaluation?.accuracy ?? 0,
+    /** Held-out loss in nats (per character for the GPT). */
+    loss: run.record.evaluation?.loss ?? Number.NaN,
     z: o.attack === "alie" && attack.kind === "alie" ? attack.z : undefined,
   };
 }
