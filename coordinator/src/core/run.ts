@@ -236,34 +236,7 @@ export class Run {
     // already in the open version.
     const evaluation = this.evaluationLease(s, now);
     if (evaluation) return evaluation;
-    // One vote per session per version: a session whose update is already in the open version
-    // waits for the next one. Besides fairness, this keeps a fast (or hostile) session from
-    // taking every batch of an epoch.
-    if (this.round.some((e) => e.sessionId === sessionId))
-      return errorPayload(
-        "rateLimited",
-        "this session's update is in the open version; wait for the next",
-        { retryAfterMs: 250 },
-      );
-    const held = this.scheduler.liveLeases().filter((l) => l.sessionId === sessionId);
-    // For the same reason, a second lease on the open version is refused where versions wait
-    // for their voters: it could not count in this version and would be stale in the next (a
-    // prefetching tab otherwise computes every other batch for nothing).
-    if (
-      this.config.strategy.kind !== "asynchronous" &&
-      held.some((l) => l.baseVersion === this.record.version)
-    )
-      return errorPayload(
-        "rateLimited",
-        "this session already works on the open version; wait for the next",
-        { retryAfterMs: 250 },
-      );
-    if (held.length >= MAX_LEASES)
-      return errorPayload("rateLimited", `a session holds at most ${MAX_LEASES} leases at once`, {
-        retryAfterMs: 250,
-      });
     const c = this.config;
-    const steps = this.innerSteps;
     const work = leaseSize(c);
     // A deadline from the session's measured speed (4× its expected time, plus 2 s of network),
     // within [MIN_LEASE_MS, leaseMs]; the full leaseMs while its speed is unknown. The floor is
@@ -275,6 +248,38 @@ export class Run {
             Math.min(c.leaseMs, Math.max(MIN_LEASE_MS, (4000 * work) / s.samplesPerSecond + 2000)),
           )
         : c.leaseMs;
+    const held = this.scheduler.liveLeases().filter((l) => l.sessionId === sessionId);
+    if (held.length >= MAX_LEASES)
+      return errorPayload("rateLimited", `a session holds at most ${MAX_LEASES} leases at once`, {
+        retryAfterMs: 250,
+      });
+    const voted = this.round.some((e) => e.sessionId === sessionId);
+    const working = held.some((l) => l.baseVersion === this.record.version);
+    // A session waiting for the open version to close (its vote is in, or its lease is on it)
+    // may still compute a copy of someone else's batch: copies never vote, and this is how the
+    // configured share of batches gets checked without costing the run a vote.
+    if (this.config.strategy.kind !== "asynchronous" && (voted || working)) {
+      const copy = this.scheduler.issueCopy(sessionId, now, duration, this.record.version);
+      if (copy) return this.leasePayload(copy);
+    }
+    // One vote per session per version: a session whose update is already in the open version
+    // waits for the next one. Besides fairness, this keeps a fast (or hostile) session from
+    // taking every batch of an epoch.
+    if (voted)
+      return errorPayload(
+        "rateLimited",
+        "this session's update is in the open version; wait for the next",
+        { retryAfterMs: 250 },
+      );
+    // For the same reason, a second lease on the open version is refused where versions wait
+    // for their voters: it could not count in this version and would be stale in the next (a
+    // prefetching tab otherwise computes every other batch for nothing).
+    if (this.config.strategy.kind !== "asynchronous" && working)
+      return errorPayload(
+        "rateLimited",
+        "this session already works on the open version; wait for the next",
+        { retryAfterMs: 250 },
+      );
     const lease = this.scheduler.issue(sessionId, now, duration, this.record.version);
     if (!lease)
       return errorPayload(
@@ -282,8 +287,15 @@ export class Run {
         "every batch of this epoch is leased or being aggregated; ask again shortly",
         { retryAfterMs: 250 },
       );
-    // Data by reference: the lease names where its samples are in the run's shard, which the
-    // session fetched once; the batch itself never crosses the wire.
+    return this.leasePayload(lease);
+  }
+
+  /**
+   * A lease as it travels. Data by reference: it names where its samples are in the run's
+   * shard, which the session fetched once; the batch itself never crosses the wire.
+   */
+  private leasePayload(lease: Lease): Payload {
+    const c = this.config;
     const indices = batchSamples(this.data.trainCount, leaseSize(c), c.seed, lease.batch);
     const offsets = Array.from(indices, (i) => sampleOffset(this.data, c.model, i, lease.epoch));
     return {
@@ -291,7 +303,7 @@ export class Run {
       leaseId: lease.id,
       baseVersion: lease.baseVersion,
       deadline: lease.deadline,
-      innerSteps: steps,
+      innerSteps: this.innerSteps,
       batch: {
         batchId: `${lease.epoch}:${lease.batch}`,
         epoch: lease.epoch,

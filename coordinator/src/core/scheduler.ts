@@ -130,41 +130,48 @@ export class Scheduler {
     durationMs: number,
     baseVersion: number,
   ): Lease | undefined {
-    // A disputed batch's third copy before anything: it decides who computed it wrongly.
+    const copy = this.issueCopy(sessionId, now, durationMs, baseVersion);
+    if (copy) return copy;
+    for (const e of [this.current, this.next]) {
+      const batch = this.nextFree(e);
+      if (batch !== undefined)
+        return this.lease(sessionId, e.epoch, batch, now, durationMs, baseVersion, 0);
+    }
+    return undefined;
+  }
+
+  /**
+   * A lease on a copy of a batch another session is computing, if one is due, else undefined. A
+   * disputed batch's third copy first: it decides who computed it wrongly. Then a redundant
+   * batch's replica, while its first copy is still being computed (once that copy is in, there
+   * is nothing left to compare it with), so the configured share of batches really is computed
+   * twice and a freeloader is checked at that rate. Only from the same version: the copy is
+   * computed on the parameters the session has now, and two copies compare only when they
+   * started from the same ones. A copy never votes, so a session that already works on (or has
+   * voted in) the open version may take one.
+   */
+  issueCopy(
+    sessionId: string,
+    now: number,
+    durationMs: number,
+    baseVersion: number,
+  ): Lease | undefined {
     for (const [key, w] of this.wanted) {
       if (w.baseVersion !== baseVersion || w.exclude.has(sessionId)) continue;
       this.wanted.delete(key);
       return this.lease(sessionId, w.epoch, w.batch, now, durationMs, baseVersion, 1);
     }
-    // A redundant batch's replica goes out first, while its first copy is still being computed
-    // (once that copy is in, there is nothing left to compare it with): so the configured share
-    // of batches really is computed twice, and a freeloader is checked at that rate. Only from
-    // the same version: the replica is computed on the parameters the session has now, and two
-    // copies compare only when they started from the same ones.
-    if (this.redundancy > 0)
-      for (const live of this.byBatch.values()) {
-        const first = live[0]!;
-        if (
-          live.length === 1 &&
-          first.replica === 0 &&
-          first.sessionId !== sessionId &&
-          first.baseVersion === baseVersion &&
-          this.isRedundant(first.epoch, first.batch)
-        )
-          return this.lease(
-            sessionId,
-            first.epoch,
-            first.batch,
-            now,
-            durationMs,
-            first.baseVersion,
-            1,
-          );
-      }
-    for (const e of [this.current, this.next]) {
-      const batch = this.nextFree(e);
-      if (batch !== undefined)
-        return this.lease(sessionId, e.epoch, batch, now, durationMs, baseVersion, 0);
+    if (this.redundancy <= 0) return undefined;
+    for (const live of this.byBatch.values()) {
+      const first = live[0]!;
+      if (
+        live.length === 1 &&
+        first.replica === 0 &&
+        first.sessionId !== sessionId &&
+        first.baseVersion === baseVersion &&
+        this.isRedundant(first.epoch, first.batch)
+      )
+        return this.lease(sessionId, first.epoch, first.batch, now, durationMs, baseVersion, 1);
     }
     return undefined;
   }
