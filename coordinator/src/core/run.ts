@@ -49,6 +49,8 @@ interface Contribution {
   weight: number;
   loss: number;
   samples: number;
+  /** A third copy of its batch disagreed with it: it is committed, but earns no credit. */
+  disproved?: boolean;
 }
 
 /** Refusals that no honest worker produces: they count towards quarantine. */
@@ -500,11 +502,22 @@ export class Run {
       counters.replicaDisputesSettled = (counters.replicaDisputesSettled ?? 0) + 1;
       earn(s, copy.samples);
       verify(s, copy.samples);
-      for (const c of dispute.copies) {
+      for (const [i, c] of dispute.copies.entries()) {
         const other = this.sessions.get(c.sessionId);
         if (!other) continue;
-        if (agreeing.includes(c)) verify(other, copy.samples);
-        else this.strike(other);
+        if (agreeing.includes(c)) {
+          // The replica (the second copy) earns now; the first copy earns when it is committed.
+          if (i > 0) earn(other, copy.samples);
+          verify(other, copy.samples);
+          continue;
+        }
+        this.strike(other);
+        // A wrong first copy is still in the open version (disputes lapse when it closes):
+        // it earns nothing when that version commits.
+        if (i === 0)
+          for (const e of this.round)
+            if (e.sessionId === c.sessionId && `${e.lease.epoch}:${e.lease.batch}` === batchKey)
+              e.disproved = true;
       }
       return;
     }
@@ -735,7 +748,7 @@ export class Run {
     for (const e of round) {
       commits[e.lease.epoch] = (commits[e.lease.epoch] ?? 0) + 1;
       const contributor = this.sessions.get(e.sessionId);
-      if (contributor) earn(contributor, e.samples);
+      if (contributor && !e.disproved) earn(contributor, e.samples);
     }
     const epochBefore = this.scheduler.epoch;
     this.scheduler.commit(round.map((e) => e.lease));
