@@ -3,8 +3,8 @@
 //   node  `pangea serve` (SQLite in the data directory)
 //   edge  `wrangler dev` (the Worker and a Durable Object per run, storage persisted to the
 //         data directory), killed as a process group since wrangler runs workerd beneath it.
-import { type ChildProcess, spawn } from "node:child_process";
-import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { type ChildProcess, execFileSync, spawn } from "node:child_process";
+import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -14,6 +14,13 @@ const repo = join(import.meta.dirname, "../../..");
 const wrangler = join(repo, "edge/node_modules/.bin/wrangler");
 
 export type Backend = "node" | "edge";
+
+/** wrangler refuses to start while wrangler.toml's assets directory is missing, as it is on a
+ * fresh clone before `pnpm build:web` (the unit suite runs before the e2e one builds it). */
+function ensureWebBuilt() {
+  if (existsSync(join(repo, "client-web/dist/index.html"))) return;
+  execFileSync("pnpm", ["--filter", "@pangea/client-web", "build"], { cwd: repo, stdio: "ignore" });
+}
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 export async function freePort(): Promise<number> {
@@ -55,6 +62,7 @@ export async function serverProcess(
   } = {},
 ): Promise<ServerProcess> {
   const backend = options.backend ?? "node";
+  if (backend === "edge") ensureWebBuilt();
   const port = await freePort();
   const token = options.token ?? "test-admin-token";
   const dataDir = mkdtempSync(join(tmpdir(), "pangea-server-"));
