@@ -25,6 +25,7 @@ import {
   createApi,
   edgeAddress,
   type Peer,
+  parseIceServers,
 } from "@pangea/coordinator/core";
 import { DurableObject } from "cloudflare:workers";
 import { edgeDatasets } from "./datasets.ts";
@@ -81,6 +82,7 @@ export class RunObject extends DurableObject<Env> {
           maxMessageBytes: MAX_MESSAGE_BYTES,
           runMemoryBytes: RUN_MEMORY_BYTES,
           admission: admissionFromEnv(env as unknown as Record<string, unknown>),
+          iceServers: edgeIceServers(env as unknown as Record<string, unknown>),
         },
       );
       for (const ws of ctx.getWebSockets()) {
@@ -163,5 +165,16 @@ export class RunObject extends DurableObject<Env> {
       this.peers.set(ws, peer);
     }
     return peer;
+  }
+}
+
+/** PANGEA_ICE_SERVERS as a var or secret; a bad value is logged and WebRTC goes without. */
+function edgeIceServers(env: Record<string, unknown>) {
+  const value = env.PANGEA_ICE_SERVERS;
+  try {
+    return parseIceServers(typeof value === "string" ? value : undefined);
+  } catch (e) {
+    console.error(`edge: ${(e as Error).message}; no STUN/TURN servers`);
+    return [];
   }
 }

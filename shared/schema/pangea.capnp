@@ -83,6 +83,7 @@ enum MessageType {
   signal @10;
   leave @11;
   evaluation @12;
+  parametersRequest @13;
 }
 
 struct Message {
@@ -106,6 +107,7 @@ struct Message {
     leave @16 :Leave;
     trainingBatch @17 :TrainingBatch;
     evaluation @18 :EvaluationReport;
+    parametersRequest @19 :ParametersRequest;
   }
   timestamp @5 :UInt64;
 }
@@ -134,6 +136,7 @@ struct Join {
   protocolVersion @4 :UInt16;
   evaluates @5 :Bool;         # it can take evaluation leases (Lease.heldOut)
   displayName @6 :Text;       # the name the visitor chose for the leaderboard ("" = anonymous)
+  peers @7 :Bool;             # it can fetch and serve parameter frames over WebRTC
 }
 
 struct ClientInfo {
@@ -155,6 +158,15 @@ struct Welcome {
   heartbeatMs @7 :UInt32;
   maxFrameBytes @8 :UInt32;      # the largest frame the coordinator accepts from this session
   data @9 :DataSource;           # the run's dataset shard: leases name batches in it by offsets
+  iceServers @10 :List(IceServer);  # STUN/TURN servers for WebRTC between sessions (none needed
+                                    # between sessions on one machine or network)
+}
+
+# One STUN or TURN server address, as RTCIceServer takes it ("stun:host:3478", "turn:host?transport=tcp").
+struct IceServer {
+  url @0 :Text;
+  username @1 :Text;
+  credential @2 :Text;
 }
 
 # Where a contributor fetches the run's dataset shard (once; it may cache it by hash) and how it
@@ -247,6 +259,10 @@ struct Lease {
   innerSteps @4 :UInt32;
   heldOut @5 :HeldOut;           # set: an evaluation lease, answered by an EvaluationReport on
                                  # baseVersion (its batch is then empty)
+  parametersFrom @6 :Text;       # set: fetch baseVersion's parameter frame from this session over
+                                 # WebRTC (signal it through the coordinator) instead of waiting
+                                 # for the coordinator to send it
+  parametersSha256 @7 :Text;     # lowercase hex SHA-256 of that frame's bytes: check before use
 }
 
 # An evaluation lease's work, on the parameters of the lease's baseVersion: the loss and correct
@@ -326,4 +342,19 @@ struct Signal {
 
 struct Leave {
   reason @0 :Text;
+}
+
+# A session could not get a version's parameter frame from the peer its lease named: the
+# coordinator sends the frame itself. A bad hash counts against the peer (see peers.ts).
+struct ParametersRequest {
+  version @0 :UInt64;
+  peer @1 :Text;
+  failure @2 :PeerFailure;
+}
+
+enum PeerFailure {
+  unreachable @0;    # no WebRTC connection (no ICE route, the peer left)
+  timeout @1;        # connected, but the frame did not arrive in time
+  badHash @2;        # the bytes did not match the lease's parametersSha256
+  missing @3;        # the peer said it does not hold that version
 }

@@ -5,9 +5,11 @@
 import {
   decodeMessage,
   encodeMessage,
+  type IceServer,
   type Payload,
   PROTOCOL_VERSION,
   parameterLayout,
+  sha256Hex,
   type TrainingConfig,
   type WireMessage,
 } from "@pangea/shared";
@@ -66,6 +68,8 @@ export interface CoordinatorOptions {
    * worker thread on Node; by default a step per turn of the event loop (evaluation.ts).
    */
   evaluator?: Evaluator;
+  /** STUN/TURN servers for WebRTC between sessions (PANGEA_ICE_SERVERS); none by default. */
+  iceServers?: IceServer[];
 }
 
 /** Parameter-sized float32 buffers a run holds besides the updates it gathers: the parameters,
@@ -92,8 +96,12 @@ interface Session {
   token: string;
   runId: string;
   peer: Peer | undefined;
-  /** The newest parameter version this session's connection was sent. */
+  /** The newest parameter version this session's connection was sent (or a peer will send). */
   knownVersion: number;
+  /** It said it can fetch and serve parameter frames over WebRTC (Join.peers). */
+  peers: boolean;
+  /** The peer its latest lease named for a version's frame, until it arrives or falls back. */
+  fromPeer?: { peer: string; version: number; bytes: number };
 }
 
 /** One open connection: the address it came from, and the one session it may speak for. */
@@ -118,6 +126,12 @@ export interface CoordinatorCounters {
   /** Signals relayed, and refused (not introduced, too large, too many). */
   signalsRelayed: number;
   signalsRefused: number;
+  /** Parameter frames a lease sent to a peer for instead of carrying them (Run config `peers`). */
+  peerParameterFrames: number;
+  /** Of those, frames the receiver then asked the coordinator for: by PeerFailure. */
+  peerFallbacks: Record<string, number>;
+  /** Sessions struck for serving parameter bytes that did not match the frame's hash. */
+  peerStrikes: number;
 }
 
 export class Coordinator {
@@ -140,11 +154,17 @@ export class Coordinator {
     joinsRefused: 0,
     signalsRelayed: 0,
     signalsRefused: 0,
+    peerParameterFrames: 0,
+    peerFallbacks: {},
+    peerStrikes: 0,
   };
   /** Who waits for each run's next change (the dashboard's event streams). */
   private readonly watchers = new Map<string, Set<() => void>>();
   /** The current parameters of each run, encoded once per version and sent to whoever needs them. */
-  private readonly parameterFrames = new Map<string, { version: number; frame: Uint8Array }>();
+  private readonly parameterFrames = new Map<
+    string,
+    { version: number; frame: Uint8Array; sha256?: string }
+  >();
   /** An older version's parameters, for evaluation leases on it (the run moved on since). */
   private readonly heldOutFrames = new Map<string, { version: number; frame: Uint8Array }>();
 
@@ -300,6 +320,7 @@ export class Coordinator {
     const session = this.peers.get(peer)?.session;
     if (session && session.peer === peer) {
       this.unbind(session);
+      this.runs.get(session.runId)?.parameterSources.forget(session.id);
       this.runs.get(session.runId)?.leave(session.id, this.clock.now());
       this.saveSession(session);
       this.changed(session.runId);
@@ -347,6 +368,7 @@ export class Coordinator {
       runId: run.id,
       peer: undefined,
       knownVersion: -1,
+      peers: false,
     };
     this.sessions.set(session.id, session);
     this.byToken.set(token, session);
@@ -417,6 +439,7 @@ export class Coordinator {
   receive(peer: Peer, frame: Uint8Array): void {
     this.counters.framesIn++;
     this.counters.bytesIn += frame.byteLength;
+    this.countTraffic(peer, frame.byteLength, "in");
     let ref = "";
     try {
       const decoded = decodeMessage(frame, { maxFrameBytes: this.maxFrameBytes() });
@@ -539,8 +562,13 @@ export class Coordinator {
         // Parameters are pulled, not broadcast: a session that is behind gets the current ones
         // just before the lease that will use them. A version then costs one parameter frame
         // per lease, not one per connected tab.
-        else if (session.knownVersion < run.record.version) this.sendParameters(peer, session, run);
+        else if (answer.type === "lease" && session.knownVersion < run.record.version)
+          this.provideParameters(peer, session, run, answer);
         this.reply(peer, answer);
+        return;
+      }
+      case "parametersRequest": {
+        this.fallBack(peer, session, run, p);
         return;
       }
       case "evaluation": {
@@ -549,6 +577,10 @@ export class Coordinator {
         return;
       }
       case "gradientUpdate": {
+        // Trained from the current version: it holds that frame, and may serve it to peers.
+        if (session.peers && p.baseVersion === run.record.version)
+          run.parameterSources.hold(session.id, p.baseVersion);
+        if (session.fromPeer?.version === p.baseVersion) session.fromPeer = undefined;
         this.route(run, run.submit(session.id, m.messageId, p, now));
         return;
       }
@@ -688,6 +720,7 @@ export class Coordinator {
         runId: run.id,
         peer: undefined,
         knownVersion: -1,
+        peers: false,
       };
       this.sessions.set(session.id, session);
       this.byToken.set(session.token, session);
@@ -696,6 +729,8 @@ export class Coordinator {
     // The parameters are pulled with the first lease, not pushed in the welcome: a join that
     // never asks for work costs the coordinator a small frame, not the whole model.
     session.knownVersion = -1;
+    session.peers = p.peers === true;
+    session.fromPeer = undefined;
     peer.identify?.(session.id, session.token);
     run.join(session.id, p.client, now, p.evaluates === true, p.displayName ?? "");
     this.saveSession(session);
@@ -717,6 +752,9 @@ export class Coordinator {
         sha256: run.data.sha256,
         bytes: run.data.bytes.byteLength,
       },
+      ...(run.config.peers && session.peers && this.options.iceServers?.length
+        ? { iceServers: this.options.iceServers }
+        : {}),
     });
     if (!run.active)
       this.reply(
@@ -787,7 +825,8 @@ export class Coordinator {
     if (stats) this.store.saveSession({ runId: session.runId, token: session.token, stats });
   }
 
-  private sendParameters(peer: Peer, session: Session, run: Run): void {
+  /** The current version's parameter frame, encoded once per version for every session. */
+  private currentFrame(run: Run): { version: number; frame: Uint8Array; sha256?: string } {
     const version = run.record.version;
     let cached = this.parameterFrames.get(run.id);
     if (cached?.version !== version) {
@@ -797,9 +836,109 @@ export class Coordinator {
       };
       this.parameterFrames.set(run.id, cached);
     }
+    return cached;
+  }
+
+  private sendParameters(peer: Peer, session: Session, run: Run): void {
+    const cached = this.currentFrame(run);
     this.counters.parameterFrames++;
     this.transmit(peer, cached.frame);
+    session.knownVersion = cached.version;
+    if (run.config.peers && session.peers) run.parameterSources.hold(session.id, cached.version);
+  }
+
+  /**
+   * A lease's parameters for a session that is behind: from a peer that holds them when the run
+   * uses peers (the lease names it and the frame's hash), else in a frame from the coordinator.
+   */
+  private provideParameters(
+    peer: Peer,
+    session: Session,
+    run: Run,
+    lease: Extract<Payload, { type: "lease" }>,
+  ): void {
+    const version = run.record.version;
+    const from =
+      run.config.peers && session.peers
+        ? run.parameterSources.pick(session.id, version, (id) => this.canServe(run, id))
+        : undefined;
+    if (from === undefined || !this.introduce(session.id, from)) {
+      this.sendParameters(peer, session, run);
+      return;
+    }
+    const cached = this.currentFrame(run);
+    cached.sha256 ??= sha256Hex(cached.frame);
+    lease.parametersFrom = from;
+    lease.parametersSha256 = cached.sha256;
     session.knownVersion = version;
+    session.fromPeer = { peer: from, version, bytes: cached.frame.byteLength };
+    this.counters.peerParameterFrames++;
+    this.peerTraffic(run, from, session.id, cached.frame.byteLength);
+  }
+
+  private canServe(run: Run, id: string): boolean {
+    const other = this.sessions.get(id);
+    const stats = run.sessions.get(id);
+    return (
+      other?.peer !== undefined && other.peers && stats?.connected === true && !stats.quarantined
+    );
+  }
+
+  /**
+   * The peer a lease named did not deliver: the coordinator sends the frame. Only once per
+   * named lease (a request nobody was told to make would turn a small frame into a whole
+   * model's worth of bytes out); a bad hash counts against the peer (ParameterSources.accuse).
+   */
+  private fallBack(
+    peer: Peer,
+    session: Session,
+    run: Run,
+    p: Extract<Payload, { type: "parametersRequest" }>,
+  ): void {
+    const named = session.fromPeer;
+    if (!named || named.peer !== p.peer || named.version !== p.version) {
+      this.reply(
+        peer,
+        errorPayload("unknownLease", `no lease of yours named ${p.peer} for version ${p.version}`),
+      );
+      return;
+    }
+    session.fromPeer = undefined;
+    const fallbacks = this.counters.peerFallbacks;
+    fallbacks[p.failure] = (fallbacks[p.failure] ?? 0) + 1;
+    this.peerTraffic(run, p.peer, session.id, -named.bytes);
+    if (p.failure === "badHash") {
+      if (run.parameterSources.accuse(p.peer, session.id)) {
+        this.counters.peerStrikes++;
+        this.route(run, run.strikeSession(p.peer, "served parameter bytes that did not match"));
+      }
+    } else run.parameterSources.forget(p.peer);
+    this.sendParameters(peer, session, run);
+  }
+
+  /** Bytes that went (or, negative, did not go) from one session to another instead of through here. */
+  private peerTraffic(run: Run, from: string, to: string, bytes: number): void {
+    run.traffic.peerBytes += bytes;
+    const served = run.sessions.get(from);
+    const received = run.sessions.get(to);
+    if (served) served.peerBytesOut = (served.peerBytesOut ?? 0) + bytes;
+    if (received) received.peerBytesIn = (received.peerBytesIn ?? 0) + bytes;
+  }
+
+  /** WebSocket bytes by run and session, beside the process's totals. */
+  private countTraffic(peer: Peer, bytes: number, way: "in" | "out"): void {
+    const session = this.peers.get(peer)?.session;
+    if (!session) return;
+    const run = this.runs.get(session.runId);
+    const stats = run?.sessions.get(session.id);
+    if (!run || !stats) return;
+    if (way === "in") {
+      run.traffic.bytesIn += bytes;
+      stats.bytesIn = (stats.bytesIn ?? 0) + bytes;
+    } else {
+      run.traffic.bytesOut += bytes;
+      stats.bytesOut = (stats.bytesOut ?? 0) + bytes;
+    }
   }
 
   /** The parameters of the version contributors are evaluating (usually the current one). */
@@ -840,6 +979,7 @@ export class Coordinator {
 
   private transmit(peer: Peer, frame: Uint8Array): void {
     this.counters.bytesOut += frame.byteLength;
+    this.countTraffic(peer, frame.byteLength, "out");
     try {
       peer.send(frame);
     } catch {

@@ -375,6 +375,20 @@ export function prometheus(coordinator: Coordinator): string {
     "The coordinator's latest held-out accuracy.",
     runs.map((r) => [label({ run: r.id }), r.record.evaluation?.accuracy ?? 0]),
   );
+  metric(
+    "pangea_run_bytes_total",
+    "counter",
+    "A run's bytes: WebSocket in and out of the coordinator, and parameter frames between peers.",
+    runs.flatMap((r) =>
+      (
+        [
+          ["coordinator_in", r.traffic.bytesIn],
+          ["coordinator_out", r.traffic.bytesOut],
+          ["peers", r.traffic.peerBytes],
+        ] as const
+      ).map(([path, n]) => [label({ run: r.id, path }), n] as [string, number]),
+    ),
+  );
   const k = coordinator.counters;
   metric("pangea_bytes_in_total", "counter", "WebSocket bytes received.", [["", k.bytesIn]]);
   metric("pangea_bytes_out_total", "counter", "WebSocket bytes sent.", [["", k.bytesOut]]);
@@ -396,6 +410,20 @@ export function prometheus(coordinator: Coordinator): string {
   metric("pangea_signals_total", "counter", "WebRTC signals, relayed or refused.", [
     ['{outcome="relayed"}', k.signalsRelayed],
     ['{outcome="refused"}', k.signalsRefused],
+  ]);
+  metric(
+    "pangea_peer_parameter_frames_total",
+    "counter",
+    "Parameter frames a lease named a peer for, and those the receiver then got from the coordinator.",
+    [
+      ['{outcome="named"}', k.peerParameterFrames],
+      ...Object.entries(k.peerFallbacks).map(
+        ([failure, n]) => [`{outcome="fallback",failure="${failure}"}`, n] as [string, number],
+      ),
+    ],
+  );
+  metric("pangea_peer_strikes_total", "counter", "Strikes for serving bad parameter bytes.", [
+    ["", k.peerStrikes],
   ]);
   metric(
     "pangea_leases_deferred_total",

@@ -30,5 +30,6 @@ export {
   UNAUTHORIZED,
 } from "./surface.ts";
 export { MemoryStore } from "./memory-store.ts";
+export { ParameterSources, parseIceServers } from "./parameter-sources.ts";
 export type * from "./ports.ts";
 export { RunConfigError, type RunConfigInput } from "./run-config.ts";

@@ -103,6 +103,12 @@ export interface SessionStats {
   verifiedCredit?: number;
   /** Its updates that redundancy compared with another session's copy. */
   replicasChecked?: number;
+  /** WebSocket bytes from and to it (this process's, not stored across restarts). */
+  bytesIn?: number;
+  bytesOut?: number;
+  /** Parameter-frame bytes it fetched from peers, and served to peers, instead of the coordinator. */
+  peerBytesIn?: number;
+  peerBytesOut?: number;
 }
 
 /** A session as stored: its token resumes it, and its quarantine outlives a restart. */

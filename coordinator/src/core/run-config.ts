@@ -95,6 +95,12 @@ export interface RunConfig {
   redundancy: number;
   /** Strikes (refused or disagreeing updates) after which a session is quarantined. */
   quarantineAfter: number;
+  /**
+   * Sessions that can (Join.peers) fetch a version's parameter frame from another session that
+   * holds it, over WebRTC, checked against the frame's SHA-256 (parameter-sources.ts), instead of
+   * from the coordinator.
+   */
+  peers: boolean;
 }
 
 export type RunConfigInput = Partial<
@@ -172,6 +178,7 @@ export function resolveRunConfig(input: RunConfigInput): RunConfig {
     leaseMs: input.leaseMs ?? 30_000,
     redundancy: input.redundancy ?? 0,
     quarantineAfter: input.quarantineAfter ?? 8,
+    peers: input.peers ?? false,
   };
   const problems = checkRunConfig(config);
   if (problems.length > 0) throw new RunConfigError(problems);
@@ -261,5 +268,6 @@ export function checkRunConfig(c: RunConfig): string[] {
   need(int(c.leaseMs, 100, 3_600_000), "leaseMs: 100 ms to 1 hour");
   need(num(c.redundancy, 0, 1), "redundancy: a fraction from 0 to 1");
   need(int(c.quarantineAfter, 1, 1e6), "quarantineAfter: a positive integer");
+  need(typeof c.peers === "boolean", "peers: true or false");
   return p;
 }

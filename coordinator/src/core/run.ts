@@ -18,6 +18,7 @@ import { displayName, earn, forfeit, leaderboard, verify } from "./credit.ts";
 import { type RunData, sampleOffset } from "./datasets.ts";
 import { evaluationParts, type EvaluationJob, type EvaluationResult } from "./evaluation.ts";
 import { ContributorEvaluation, WINDOWS_PER_LEASE } from "./evaluation-leases.ts";
+import { ParameterSources } from "./parameter-sources.ts";
 import type {
   MetricPoint,
   RunRecord,
@@ -74,6 +75,11 @@ export class Run {
   private readonly decay: Uint32Array;
   readonly scheduler: Scheduler;
   readonly sessions = new Map<string, SessionStats>();
+  /** Who may serve this run's parameter frames to whom (Run config `peers`). */
+  readonly parameterSources = new ParameterSources();
+  /** WebSocket bytes in and out for this run, and parameter bytes that went between peers
+   * instead (since the process started). */
+  readonly traffic = { bytesIn: 0, bytesOut: 0, peerBytes: 0 };
   private round: Contribution[] = [];
   private roundOpenedAt = 0;
   /** First accepted copy of each redundant batch, kept until its replica arrives or the epoch moves on. */
@@ -646,6 +652,8 @@ export class Run {
       config: r.config,
       contributors: { connected, total: this.sessions.size },
       leaderboard: leaderboard(this.sessions.values()),
+      /** Bytes through the coordinator and between peers, with the samples they carried. */
+      traffic: { ...this.traffic, samples: r.counters.samples },
     };
     if (view === "public") return common;
     return {
@@ -690,6 +698,18 @@ export class Run {
         ),
       });
     return out;
+  }
+
+  /** A strike for something the coordinator saw outside an update (a peer's bad bytes). */
+  strikeSession(sessionId: string, why: string): Outgoing[] {
+    const s = this.sessions.get(sessionId);
+    if (!s || !this.strike(s)) return [];
+    return [
+      {
+        to: sessionId,
+        payload: errorPayload("quarantined", `this session ${why}; it is quarantined`),
+      },
+    ];
   }
 
   /** Counts a strike; quarantines the session (and ends its leases) at the run's limit. */

@@ -13,7 +13,7 @@
 //                                           (IDX as MNIST ships them, or .npy; .gz is unpacked)
 //   checkpoint <run> <file>                 the run's parameters as a Cap'n Proto message, or
 //                                           as safetensors when <file> ends in .safetensors
-//   worker <url> [--run <id>] [--count <n>] [--gpu] [--name <leaderboard name>]
+//   worker <url> [--run <id>] [--count <n>] [--gpu] [--peers] [--name <leaderboard name>]
 //                                           headless contributors until the run ends: the CPU
 //                                           reference, or with --gpu the WGSL engine through Dawn
 //                                           for Node where a GPU adapter exists
@@ -24,9 +24,11 @@ import { pathToFileURL } from "node:url";
 import { gunzipSync } from "node:zlib";
 import { DEFAULT_DATASET_MAX_BYTES, type DatasetRecord } from "../core/dataset-catalog.ts";
 import { admissionFromEnv } from "../core/admission.ts";
+import { parseIceServers } from "../core/parameter-sources.ts";
 import { parseOrigins } from "../core/surface.ts";
 import { startServer } from "./server.ts";
 import { gpuOrCpuTrainer } from "./gpu-trainer.ts";
+import { nodePeers } from "./webrtc-peers.ts";
 import { connectWorker } from "./ws-worker.ts";
 
 const env = process.env;
@@ -75,6 +77,7 @@ async function serveCommand(): Promise<void> {
     ...(env.PANGEA_ADMIN_FAILURES_PER_MINUTE
       ? { adminFailuresPerMinute: Number(env.PANGEA_ADMIN_FAILURES_PER_MINUTE) }
       : {}),
+    iceServers: parseIceServers(env.PANGEA_ICE_SERVERS),
   });
   for (const signal of ["SIGINT", "SIGTERM"] as const) {
     process.once(signal, () => {
@@ -91,6 +94,7 @@ async function workerCommand(
   count: number,
   gpu: boolean,
   displayName: string,
+  peers: boolean,
 ): Promise<void> {
   const trainers = await Promise.all(
     Array.from({ length: count }, async () => {
@@ -105,6 +109,7 @@ async function workerCommand(
       ...(runId ? { runId } : {}),
       ...(trainer ? { trainer } : {}),
       ...(displayName ? { displayName } : {}),
+      ...(peers ? { peers: nodePeers } : {}),
     }),
   );
   await Promise.all(
@@ -251,10 +256,13 @@ export async function main(argv: string[]): Promise<void> {
     case "worker": {
       const url = args[0];
       if (!url || url.startsWith("--"))
-        fail("worker <url> [--run <id>] [--count <n>] [--gpu] [--name <leaderboard name>]");
+        fail(
+          "worker <url> [--run <id>] [--count <n>] [--gpu] [--peers] [--name <leaderboard name>]",
+        );
       const gpu = args.includes("--gpu");
       const count = Number(option("count") ?? 1);
-      return workerCommand(url, option("run") ?? "", count, gpu, option("name") ?? "");
+      const peers = args.includes("--peers");
+      return workerCommand(url, option("run") ?? "", count, gpu, option("name") ?? "", peers);
     }
     default:
       fail("commands: serve, runs, checkpoint, worker");

@@ -10,6 +10,7 @@ import { serve } from "@hono/node-server";
 import { mnistShardFromPackage } from "@pangea/shared/mnist-node";
 import { tinyShakespeareShard } from "@pangea/shared/text-node";
 import { type RawData, type WebSocket, WebSocketServer } from "ws";
+import type { IceServer } from "@pangea/shared";
 import type { AdmissionLimits } from "../core/admission.ts";
 import { Coordinator } from "../core/coordinator.ts";
 import { datasetApi } from "../core/dataset-catalog.ts";
@@ -40,6 +41,8 @@ export interface ServerOptions {
   corsOrigins?: readonly string[];
   /** Wrong admin tokens per address and minute before it is refused (PANGEA_ADMIN_FAILURES_PER_MINUTE). */
   adminFailuresPerMinute?: number;
+  /** STUN/TURN servers handed to sessions for WebRTC (PANGEA_ICE_SERVERS); none by default. */
+  iceServers?: IceServer[];
   log?: (line: string) => void;
 }
 
@@ -85,6 +88,7 @@ export async function startServer(options: ServerOptions) {
       datasets: { ...builtIn, ...brought.sources() },
       admission: options.admission,
       evaluator,
+      iceServers: options.iceServers,
     },
   );
   const adminToken = adminTokenFor(options, log);

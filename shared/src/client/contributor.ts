@@ -16,10 +16,12 @@ import {
   type HeldOut,
   type ModelSpec,
   type Payload,
+  type PeerFailure,
   PROTOCOL_VERSION,
   type Tensor,
   type TrainingConfig,
 } from "../wire/messages.ts";
+import { PeerFetchError, type PeerNetwork } from "./peers.ts";
 
 export type Lease = Extract<Payload, { type: "lease" }>;
 type Maybe<T> = T | Promise<T>;
@@ -96,7 +98,18 @@ export interface ContributorOptions {
    * held-out evaluation too, which the coordinator compares between two sessions.
    */
   evaluate?: HeldOutEvaluator;
+  /**
+   * Fetches parameter frames from the peers leases name, and serves its own (peers.ts). Given the
+   * function that relays a signaling payload to another session through the coordinator.
+   */
+  peers?: (sendSignal: (to: string, payload: Uint8Array) => void) => PeerNetwork;
 }
+
+/** How long a peer has to deliver a frame before the coordinator is asked for it instead. */
+const PEER_FETCH_MIN_MS = 2_000;
+const PEER_FETCH_MAX_MS = 15_000;
+/** How long to wait for the coordinator's frame after asking (then train on what is held). */
+const FALLBACK_WAIT_MS = 30_000;
 
 export class Contributor {
   runId = "";
@@ -116,6 +129,9 @@ export class Contributor {
   duty = 1;
   /** Measured samples per second of work, for the coordinator's lease deadlines. */
   samplesPerSecond = 0;
+  /** Parameter frames from peers, by how they ended (the page shows them; tests count them). */
+  readonly peerFrames = { fetched: 0, failed: 0 };
+  readonly peers: PeerNetwork | undefined;
   /** The run's dataset, once fetched and checked; leases name batches in it. */
   shard: DatasetShard | undefined;
   private shardHash = "";
@@ -136,6 +152,8 @@ export class Contributor {
   /** The version the trainer holds, as of the queue's position (what a lease's work starts from). */
   private trainerVersion = -1;
   private heartbeatTimer = 0;
+  /** A fallback under way: the coordinator's next parameter frame goes here, not to the queue. */
+  private awaitingParameters: ((p: { version: number; tensors: Tensor[] }) => void) | undefined;
   private readonly schedule: (fn: () => void, ms: number) => void;
   private readonly now: () => number;
 
@@ -148,6 +166,9 @@ export class Contributor {
     this.schedule = options.schedule ?? ((fn, ms) => setTimeout(fn, ms));
     this.now = options.now ?? (() => performance.now());
     this.loadShard = options.loadShard;
+    this.peers = options.peers?.((to, payload) => {
+      if (this.connected) this.post({ type: "signal", payload }, to);
+    });
   }
 
   /** A connection is open: join (resuming the session when a token is known). */
@@ -167,6 +188,7 @@ export class Contributor {
       encodings: ["fp32", "fp16", "int8"],
       protocolVersion: PROTOCOL_VERSION,
       evaluates: this.options.evaluate !== undefined,
+      peers: this.peers !== undefined,
       ...(this.options.displayName ? { displayName: this.options.displayName } : {}),
     });
   }
@@ -175,6 +197,8 @@ export class Contributor {
   disconnect(): void {
     this.connected = false;
     this.heartbeatTimer++;
+    // The lease that waited for the coordinator's frame went back with the connection.
+    this.awaitingParameters?.({ version: this.trainerVersion, tensors: [] });
   }
 
   /** Says goodbye (leases go back at once) and stops. */
@@ -182,6 +206,7 @@ export class Contributor {
     if (this.connected) this.post({ type: "leave", reason });
     this.finished = true;
     this.disconnect();
+    this.peers?.close();
   }
 
   pause(): void {
@@ -212,6 +237,7 @@ export class Contributor {
         this.sessionToken = p.sessionToken;
         this.model = p.model;
         this.training = p.training;
+        this.peers?.configure(p.iceServers ?? []);
         // The welcome carries no parameters: they arrive (a parameters frame) just before the
         // first lease, so a join costs the coordinator little. A checkpoint-style welcome that
         // does carry them is still taken.
@@ -228,17 +254,34 @@ export class Contributor {
         this.enqueue(() => this.requestLease());
         return;
       }
-      case "parameters":
+      case "parameters": {
+        if (p.deltaFrom !== undefined) return;
+        // The coordinator's frame is the same bytes for every session: peers may have it.
+        this.peers?.offer(p.version, frame);
+        const waiting = this.awaitingParameters;
+        if (waiting) {
+          this.awaitingParameters = undefined;
+          this.version = p.version;
+          waiting(p);
+        }
         // Usually newer; an older version comes before an evaluation lease on it.
-        if (p.deltaFrom === undefined && p.version !== this.version) {
+        else if (p.version !== this.version) {
           this.version = p.version;
           this.enqueue(() => this.setParameters(p.version, p.tensors));
         }
+        return;
+      }
+      case "signal":
+        this.peers?.signal(decoded.message.sender, p.payload);
         return;
       case "lease": {
         this.leaseRequest = "";
         this.held++;
         const epoch = this.epoch;
+        if (p.parametersFrom && !p.heldOut) {
+          this.version = Math.max(this.version, p.baseVersion);
+          this.enqueue(() => this.fromPeer(p, epoch));
+        }
         this.enqueue(() => (p.heldOut ? this.measure(p, p.heldOut, epoch) : this.work(p, epoch)));
         // Throttled, the rest between leases is the point: no prefetch then.
         if (this.duty >= 1) this.requestLease();
@@ -355,6 +398,57 @@ export class Contributor {
     });
   }
 
+  /**
+   * The lease's parameters from the peer it names, checked against the hash it carries; on any
+   * failure (no route, too slow, wrong bytes, the peer lacks them) from the coordinator instead.
+   */
+  private fromPeer(lease: Lease, epoch: number): Maybe<void> {
+    const version = lease.baseVersion;
+    if (epoch !== this.epoch || !this.connected || this.trainerVersion === version) return;
+    const peer = lease.parametersFrom!;
+    const network = this.peers;
+    if (!network) return this.fromCoordinator(version, peer, "unreachable");
+    const timeout = Math.min(
+      PEER_FETCH_MAX_MS,
+      Math.max(PEER_FETCH_MIN_MS, (lease.deadline - Date.now()) / 3),
+    );
+    return network.fetch(peer, version, timeout).then(
+      (frame) => {
+        const decoded = sha256Hex(frame) === lease.parametersSha256 ? decodeMessage(frame) : null;
+        const p = decoded?.ok ? decoded.message.payload : undefined;
+        if (p?.type !== "parameters" || p.version !== version || p.deltaFrom !== undefined)
+          return this.fromCoordinator(version, peer, "badHash");
+        this.peerFrames.fetched++;
+        network.offer(version, frame);
+        return this.setParameters(version, p.tensors);
+      },
+      (e: unknown) =>
+        this.fromCoordinator(
+          version,
+          peer,
+          e instanceof PeerFetchError ? e.failure : "unreachable",
+        ),
+    );
+  }
+
+  private fromCoordinator(version: number, peer: string, failure: PeerFailure): Promise<void> {
+    this.peerFrames.failed++;
+    if (!this.connected) return Promise.resolve();
+    return new Promise<{ version: number; tensors: Tensor[] }>((resolve) => {
+      const give = (p: { version: number; tensors: Tensor[] }) => {
+        clearTimeout(timer);
+        if (this.awaitingParameters === give) this.awaitingParameters = undefined;
+        resolve(p);
+      };
+      const timer = setTimeout(
+        () => give({ version: this.trainerVersion, tensors: [] }),
+        FALLBACK_WAIT_MS,
+      );
+      this.awaitingParameters = give;
+      this.post({ type: "parametersRequest", version, peer, failure });
+    }).then((p) => (p.tensors.length > 0 ? this.setParameters(p.version, p.tensors) : undefined));
+  }
+
   private setParameters(version: number, tensors: readonly Tensor[]): Maybe<void> {
     this.trainerVersion = version;
     if (this.options.evaluate) this.parameters = { version, tensors };
@@ -417,13 +511,13 @@ export class Contributor {
     this.options.onError?.(error);
   }
 
-  private post(payload: Payload): string {
+  private post(payload: Payload, recipient = "coordinator"): string {
     const messageId = `w${++this.messages}`;
     this.send(
       encodeMessage({
         messageId,
         sender: this.sessionId || "new",
-        recipient: "coordinator",
+        recipient,
         timestamp: Date.now(),
         payload,
       }),

@@ -2,3 +2,4 @@
 // shared by the browser tab and the headless worker.
 export * from "./connection.ts";
 export * from "./contributor.ts";
+export * from "./peers.ts";

@@ -98,6 +98,15 @@ export const structs = {
       seed: { kind: "u32", byte: 4 },
     },
   },
+  "IceServer": {
+    dataWords: 0,
+    pointers: 3,
+    fields: {
+      url: { kind: "text", ptr: 0 },
+      username: { kind: "text", ptr: 1 },
+      credential: { kind: "text", ptr: 2 },
+    },
+  },
   "Join": {
     dataWords: 1,
     pointers: 5,
@@ -109,6 +118,7 @@ export const structs = {
       protocolVersion: { kind: "u16", byte: 0 },
       evaluates: { kind: "bool", bit: 16 },
       displayName: { kind: "text", ptr: 4 },
+      peers: { kind: "bool", bit: 17 },
     },
   },
   "Layer.kind": {
@@ -128,7 +138,7 @@ export const structs = {
   },
   "Lease": {
     dataWords: 4,
-    pointers: 2,
+    pointers: 4,
     fields: {
       leaseId: { kind: "u64", byte: 0 },
       batch: { kind: "struct", type: "TrainingBatch", ptr: 0 },
@@ -136,6 +146,8 @@ export const structs = {
       deadline: { kind: "u64", byte: 16 },
       innerSteps: { kind: "u32", byte: 24 },
       heldOut: { kind: "struct", type: "HeldOut", ptr: 1 },
+      parametersFrom: { kind: "text", ptr: 2 },
+      parametersSha256: { kind: "text", ptr: 3 },
     },
   },
   "LeaseRequest": {
@@ -170,6 +182,7 @@ export const structs = {
       leave: { kind: "struct", type: "Leave", ptr: 3, when: 11 },
       trainingBatch: { kind: "struct", type: "TrainingBatch", ptr: 3, when: 12 },
       evaluation: { kind: "struct", type: "EvaluationReport", ptr: 3, when: 13 },
+      parametersRequest: { kind: "struct", type: "ParametersRequest", ptr: 3, when: 14 },
     },
   },
   "Message": {
@@ -212,6 +225,15 @@ export const structs = {
       full: { kind: "void", byte: 0, when: 0 },
       deltaFrom: { kind: "u64", byte: 16, when: 1 },
       tensors: { kind: "list", element: { kind: "struct", type: "Tensor" }, ptr: 0 },
+    },
+  },
+  "ParametersRequest": {
+    dataWords: 2,
+    pointers: 1,
+    fields: {
+      version: { kind: "u64", byte: 0 },
+      peer: { kind: "text", ptr: 0 },
+      failure: { kind: "u16", enum: "PeerFailure", byte: 8 },
     },
   },
   "Signal": {
@@ -273,7 +295,7 @@ export const structs = {
   },
   "Welcome": {
     dataWords: 2,
-    pointers: 7,
+    pointers: 8,
     fields: {
       runId: { kind: "text", ptr: 0 },
       sessionId: { kind: "text", ptr: 1 },
@@ -285,6 +307,7 @@ export const structs = {
       heartbeatMs: { kind: "u32", byte: 8 },
       maxFrameBytes: { kind: "u32", byte: 12 },
       data: { kind: "struct", type: "DataSource", ptr: 6 },
+      iceServers: { kind: "list", element: { kind: "struct", type: "IceServer" }, ptr: 7 },
     },
   },
 } as const;
@@ -296,7 +319,8 @@ export const enums = {
   ErrorCode: ["internal", "malformedFrame", "frameTooLarge", "unsupportedMessage", "notJoined", "unknownRun", "runNotActive", "unknownLease", "leaseExpired", "staleVersion", "shapeMismatch", "nonFinite", "normTooLarge", "unauthorized", "quarantined", "rateLimited", "protocolVersion", "claimMismatch", "alreadyJoined", "notIntroduced"],
   LocalOptimizer: ["sgd", "momentum", "adamw"],
   Loss: ["softmaxCrossEntropy", "meanSquaredError"],
-  MessageType: ["request", "response", "gradientSync", "heartbeat", "join", "welcome", "lease", "parameters", "ack", "error", "signal", "leave", "evaluation"],
+  MessageType: ["request", "response", "gradientSync", "heartbeat", "join", "welcome", "lease", "parameters", "ack", "error", "signal", "leave", "evaluation", "parametersRequest"],
+  PeerFailure: ["unreachable", "timeout", "badHash", "missing"],
   Strategy: ["synchronous", "asynchronous", "localSgd"],
   UpdateKind: ["gradient", "parameterDelta"],
 } as const;

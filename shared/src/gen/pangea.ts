@@ -390,7 +390,8 @@ export const MessageType = {
     ERROR: 9,
     SIGNAL: 10,
     LEAVE: 11,
-    EVALUATION: 12
+    EVALUATION: 12,
+    PARAMETERS_REQUEST: 13
 } as const;
 export type MessageType = (typeof MessageType)[keyof typeof MessageType];
 export const Message_Payload_Which = {
@@ -412,7 +413,8 @@ export const Message_Payload_Which = {
     SIGNAL: 10,
     LEAVE: 11,
     TRAINING_BATCH: 12,
-    EVALUATION: 13
+    EVALUATION: 13,
+    PARAMETERS_REQUEST: 14
 } as const;
 export type Message_Payload_Which = (typeof Message_Payload_Which)[keyof typeof Message_Payload_Which];
 export class Message_Payload extends $.Struct {
@@ -430,6 +432,7 @@ export class Message_Payload extends $.Struct {
     static readonly LEAVE = Message_Payload_Which.LEAVE;
     static readonly TRAINING_BATCH = Message_Payload_Which.TRAINING_BATCH;
     static readonly EVALUATION = Message_Payload_Which.EVALUATION;
+    static readonly PARAMETERS_REQUEST = Message_Payload_Which.PARAMETERS_REQUEST;
     static readonly _capnp = {
         displayName: "payload",
         id: "fb7450d1e36a9862",
@@ -790,6 +793,31 @@ export class Message_Payload extends $.Struct {
         $.utils.setUint16(2, 13, this);
         $.utils.copyFrom(value, $.utils.getPointer(3, this));
     }
+    _adoptParametersRequest(value: $.Orphan<ParametersRequest>): void {
+        $.utils.setUint16(2, 14, this);
+        $.utils.adopt(value, $.utils.getPointer(3, this));
+    }
+    _disownParametersRequest(): $.Orphan<ParametersRequest> {
+        return $.utils.disown(this.parametersRequest);
+    }
+    get parametersRequest(): ParametersRequest {
+        $.utils.testWhich("parametersRequest", $.utils.getUint16(2, this), 14, this);
+        return $.utils.getStruct(3, ParametersRequest, this);
+    }
+    _hasParametersRequest(): boolean {
+        return !$.utils.isNull($.utils.getPointer(3, this));
+    }
+    _initParametersRequest(): ParametersRequest {
+        $.utils.setUint16(2, 14, this);
+        return $.utils.initStructAt(3, ParametersRequest, this);
+    }
+    get _isParametersRequest(): boolean {
+        return $.utils.getUint16(2, this) === 14;
+    }
+    set parametersRequest(value: ParametersRequest) {
+        $.utils.setUint16(2, 14, this);
+        $.utils.copyFrom(value, $.utils.getPointer(3, this));
+    }
     toString(): string { return "Message_Payload_" + super.toString(); }
     which(): Message_Payload_Which {
         return $.utils.getUint16(2, this) as Message_Payload_Which;
@@ -966,6 +994,16 @@ export class Join extends $.Struct {
     set displayName(value: string) {
         $.utils.setText(4, value, this);
     }
+    /**
+* it can fetch and serve parameter frames over WebRTC
+*
+*/
+    get peers(): boolean {
+        return $.utils.getBit(17, this);
+    }
+    set peers(value: boolean) {
+        $.utils.setBit(17, value, this);
+    }
     toString(): string { return "Join_" + super.toString(); }
 }
 export class ClientInfo extends $.Struct {
@@ -1016,9 +1054,10 @@ export class Welcome extends $.Struct {
     static readonly _capnp = {
         displayName: "Welcome",
         id: "f0e71c9ba378cf0a",
-        size: new $.ObjectSize(16, 7),
+        size: new $.ObjectSize(16, 8),
     };
     static _Parameters: $.ListCtor<Tensor>;
+    static _IceServers: $.ListCtor<IceServer>;
     get runId(): string {
         return $.utils.getText(0, this);
     }
@@ -1140,7 +1179,56 @@ export class Welcome extends $.Struct {
     set data(value: DataSource) {
         $.utils.copyFrom(value, $.utils.getPointer(6, this));
     }
+    _adoptIceServers(value: $.Orphan<$.List<IceServer>>): void {
+        $.utils.adopt(value, $.utils.getPointer(7, this));
+    }
+    _disownIceServers(): $.Orphan<$.List<IceServer>> {
+        return $.utils.disown(this.iceServers);
+    }
+    /**
+* STUN/TURN servers for WebRTC between sessions (none needed
+* between sessions on one machine or network)
+*
+*/
+    get iceServers(): $.List<IceServer> {
+        return $.utils.getList(7, Welcome._IceServers, this);
+    }
+    _hasIceServers(): boolean {
+        return !$.utils.isNull($.utils.getPointer(7, this));
+    }
+    _initIceServers(length: number): $.List<IceServer> {
+        return $.utils.initList(7, Welcome._IceServers, length, this);
+    }
+    set iceServers(value: $.List<IceServer>) {
+        $.utils.copyFrom(value, $.utils.getPointer(7, this));
+    }
     toString(): string { return "Welcome_" + super.toString(); }
+}
+export class IceServer extends $.Struct {
+    static readonly _capnp = {
+        displayName: "IceServer",
+        id: "b0ff37a8415e1872",
+        size: new $.ObjectSize(0, 3),
+    };
+    get url(): string {
+        return $.utils.getText(0, this);
+    }
+    set url(value: string) {
+        $.utils.setText(0, value, this);
+    }
+    get username(): string {
+        return $.utils.getText(1, this);
+    }
+    set username(value: string) {
+        $.utils.setText(1, value, this);
+    }
+    get credential(): string {
+        return $.utils.getText(2, this);
+    }
+    set credential(value: string) {
+        $.utils.setText(2, value, this);
+    }
+    toString(): string { return "IceServer_" + super.toString(); }
 }
 export class DataSource extends $.Struct {
     static readonly _capnp = {
@@ -1522,7 +1610,7 @@ export class Lease extends $.Struct {
     static readonly _capnp = {
         displayName: "Lease",
         id: "afefa02be72aea4e",
-        size: new $.ObjectSize(32, 2),
+        size: new $.ObjectSize(32, 4),
     };
     get leaseId(): bigint {
         return $.utils.getUint64(0, this);
@@ -1596,6 +1684,28 @@ export class Lease extends $.Struct {
     }
     set heldOut(value: HeldOut) {
         $.utils.copyFrom(value, $.utils.getPointer(1, this));
+    }
+    /**
+* set: fetch baseVersion's parameter frame from this session over
+* WebRTC (signal it through the coordinator) instead of waiting
+* for the coordinator to send it
+*
+*/
+    get parametersFrom(): string {
+        return $.utils.getText(2, this);
+    }
+    set parametersFrom(value: string) {
+        $.utils.setText(2, value, this);
+    }
+    /**
+* lowercase hex SHA-256 of that frame's bytes: check before use
+*
+*/
+    get parametersSha256(): string {
+        return $.utils.getText(3, this);
+    }
+    set parametersSha256(value: string) {
+        $.utils.setText(3, value, this);
     }
     toString(): string { return "Lease_" + super.toString(); }
 }
@@ -1946,8 +2056,58 @@ export class Leave extends $.Struct {
     }
     toString(): string { return "Leave_" + super.toString(); }
 }
+export class ParametersRequest extends $.Struct {
+    static readonly _capnp = {
+        displayName: "ParametersRequest",
+        id: "9e61106de4cc6678",
+        size: new $.ObjectSize(16, 1),
+    };
+    get version(): bigint {
+        return $.utils.getUint64(0, this);
+    }
+    set version(value: bigint) {
+        $.utils.setUint64(0, value, this);
+    }
+    get peer(): string {
+        return $.utils.getText(0, this);
+    }
+    set peer(value: string) {
+        $.utils.setText(0, value, this);
+    }
+    get failure(): PeerFailure {
+        return $.utils.getUint16(8, this) as PeerFailure;
+    }
+    set failure(value: PeerFailure) {
+        $.utils.setUint16(8, value, this);
+    }
+    toString(): string { return "ParametersRequest_" + super.toString(); }
+}
+export const PeerFailure = {
+    /**
+* no WebRTC connection (no ICE route, the peer left)
+*
+*/
+    UNREACHABLE: 0,
+    /**
+* connected, but the frame did not arrive in time
+*
+*/
+    TIMEOUT: 1,
+    /**
+* the bytes did not match the lease's parametersSha256
+*
+*/
+    BAD_HASH: 2,
+    /**
+* the peer said it does not hold that version
+*
+*/
+    MISSING: 3
+} as const;
+export type PeerFailure = (typeof PeerFailure)[keyof typeof PeerFailure];
 TrainingBatch._Metadata = $.CompositeList(MetadataEntry);
 GradientUpdate._Gradients = $.CompositeList(Tensor);
 Welcome._Parameters = $.CompositeList(Tensor);
+Welcome._IceServers = $.CompositeList(IceServer);
 ModelSpec._Layers = $.CompositeList(Layer);
 ParameterBroadcast._Tensors = $.CompositeList(Tensor);

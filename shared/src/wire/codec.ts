@@ -19,6 +19,7 @@ import type {
   Encoding,
   GradientUpdate,
   HeldOut,
+  IceServer,
   ModelSpec,
   Payload,
   PayloadType,
@@ -103,6 +104,7 @@ function writeMessage(w: FrameWriter, message: WireMessage): Uint8Array {
       w.u16(s, F.protocolVersion.byte, payload.protocolVersion);
       w.bool(s, F.evaluates.bit, payload.evaluates === true);
       if (payload.displayName) w.text(s, F.displayName.ptr, payload.displayName);
+      w.bool(s, F.peers.bit, payload.peers === true);
       break;
     }
     case "welcome": {
@@ -124,6 +126,16 @@ function writeMessage(w: FrameWriter, message: WireMessage): Uint8Array {
         w.text(d, D.url.ptr, payload.data.url);
         w.text(d, D.sha256.ptr, payload.data.sha256);
         w.u64(d, D.bytes.byte, payload.data.bytes, "data.bytes");
+      }
+      if (payload.iceServers?.length) {
+        const I = structs.IceServer.fields;
+        const slots = w.structs(s, F.iceServers.ptr, structs.IceServer, payload.iceServers.length);
+        payload.iceServers.forEach((server, i) => {
+          const slot = slots[i]!;
+          w.text(slot, I.url.ptr, server.url);
+          if (server.username) w.text(slot, I.username.ptr, server.username);
+          if (server.credential) w.text(slot, I.credential.ptr, server.credential);
+        });
       }
       break;
     }
@@ -148,6 +160,8 @@ function writeMessage(w: FrameWriter, message: WireMessage): Uint8Array {
         w.text(h, H.prompt.ptr, payload.heldOut.prompt);
         w.u32(h, H.seed.byte, payload.heldOut.seed);
       }
+      if (payload.parametersFrom) w.text(s, F.parametersFrom.ptr, payload.parametersFrom);
+      if (payload.parametersSha256) w.text(s, F.parametersSha256.ptr, payload.parametersSha256);
       break;
     }
     case "gradientUpdate":
@@ -209,6 +223,14 @@ function writeMessage(w: FrameWriter, message: WireMessage): Uint8Array {
       w.f64(s, F.loss.byte, payload.loss);
       w.u32(s, F.correct.byte, payload.correct);
       w.text(s, F.sample.ptr, payload.sample);
+      break;
+    }
+    case "parametersRequest": {
+      const s = w.struct(root, at, structs.ParametersRequest);
+      const F = structs.ParametersRequest.fields;
+      w.u64(s, F.version.byte, payload.version, "version");
+      w.text(s, F.peer.ptr, payload.peer);
+      w.u16(s, F.failure.byte, enumIndex("PeerFailure", payload.failure));
       break;
     }
   }
@@ -497,6 +519,7 @@ function readPayload(
         protocolVersion: r.u16(s, F.protocolVersion.byte),
         ...(r.bool(s, F.evaluates.bit) ? { evaluates: true } : {}),
         ...nonEmpty("displayName", r.text(s, F.displayName.ptr, "join.displayName")),
+        ...(r.bool(s, F.peers.bit) ? { peers: true } : {}),
       };
     }
     case "welcome": {
@@ -514,6 +537,7 @@ function readPayload(
         heartbeatMs: r.u32(s, F.heartbeatMs.byte),
         maxFrameBytes: r.u32(s, F.maxFrameBytes.byte),
         ...readDataSource(r, r.struct(s, F.data.ptr)),
+        ...readIceServers(r, s, F.iceServers.ptr),
       };
     }
     case "leaseRequest": {
@@ -545,6 +569,11 @@ function readPayload(
         deadline: r.u64(s, F.deadline.byte, "lease.deadline"),
         innerSteps: r.u32(s, F.innerSteps.byte),
         ...held,
+        ...nonEmpty("parametersFrom", r.text(s, F.parametersFrom.ptr, "lease.parametersFrom")),
+        ...nonEmpty(
+          "parametersSha256",
+          r.text(s, F.parametersSha256.ptr, "lease.parametersSha256"),
+        ),
       };
     }
     case "gradientUpdate":
@@ -623,7 +652,31 @@ function readPayload(
         sample: r.text(s, F.sample.ptr, "evaluation.sample"),
       };
     }
+    case "parametersRequest": {
+      const s = need(variant);
+      const F = structs.ParametersRequest.fields;
+      return {
+        type: "parametersRequest",
+        version: r.u64(s, F.version.byte, "parametersRequest.version"),
+        peer: r.text(s, F.peer.ptr, "parametersRequest.peer"),
+        failure: enumName(r, "PeerFailure", r.u16(s, F.failure.byte)),
+      };
+    }
   }
+}
+
+function readIceServers(
+  r: FrameReader,
+  s: StructView,
+  index: number,
+): { iceServers?: IceServer[] } {
+  const I = structs.IceServer.fields;
+  const servers = r.structs(s, index, "welcome.iceServers").map((slot) => ({
+    url: r.text(slot, I.url.ptr, "iceServer.url"),
+    ...nonEmpty("username", r.text(slot, I.username.ptr, "iceServer.username")),
+    ...nonEmpty("credential", r.text(slot, I.credential.ptr, "iceServer.credential")),
+  }));
+  return servers.length ? { iceServers: servers } : {};
 }
 
 function readHeldOut(r: FrameReader, s: StructView | null): { heldOut?: HeldOut } {

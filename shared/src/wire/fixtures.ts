@@ -58,6 +58,7 @@ export const samplePayloads: Payload[] = [
     protocolVersion: 1,
     evaluates: true,
     displayName: "Ada ✓",
+    peers: true,
   },
   {
     type: "welcome",
@@ -100,6 +101,10 @@ export const samplePayloads: Payload[] = [
     },
     heartbeatMs: 5000,
     maxFrameBytes: 1 << 24,
+    iceServers: [
+      { url: "stun:stun.example.org:3478" },
+      { url: "turn:turn.example.org:3478?transport=tcp", username: "ada", credential: "s3cret" },
+    ],
   },
   { type: "leaseRequest", maxBatches: 2 },
   {
@@ -116,6 +121,8 @@ export const samplePayloads: Payload[] = [
     baseVersion: 12,
     deadline: 1_700_000_000_123,
     innerSteps: 1,
+    parametersFrom: "s-7",
+    parametersSha256: "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08",
   },
   {
     type: "lease",
@@ -168,6 +175,7 @@ export const samplePayloads: Payload[] = [
   { type: "heartbeat", sentAt: 1_700_000_000_000, samplesPerSecond: 1234.5 },
   { type: "signal", payload: new TextEncoder().encode('{"sdp":"v=0"}') },
   { type: "leave", reason: "tab closed" },
+  { type: "parametersRequest", version: 12, peer: "s-7", failure: "badHash" },
   {
     type: "trainingBatch",
     batchId: "b-1",

@@ -11,6 +11,7 @@ export type Activation = (typeof enums.Activation)[number];
 export type Loss = (typeof enums.Loss)[number];
 export type Strategy = (typeof enums.Strategy)[number];
 export type LocalOptimizer = (typeof enums.LocalOptimizer)[number];
+export type PeerFailure = (typeof enums.PeerFailure)[number];
 
 export type TensorData = Float32Array | Int32Array | Uint8Array | Uint16Array | Int8Array;
 
@@ -49,6 +50,14 @@ export interface DataSource {
   url: string;
   sha256: string;
   bytes: number;
+}
+
+/** A STUN or TURN server for WebRTC between sessions, as RTCIceServer takes it. */
+export interface IceServer {
+  /** "stun:host:3478", "turn:host:3478?transport=tcp", … */
+  url: string;
+  username?: string;
+  credential?: string;
 }
 
 /**
@@ -159,6 +168,8 @@ export type Payload =
       evaluates?: boolean;
       /** The visitor's name for the leaderboard; absent or "" = anonymous. */
       displayName?: string;
+      /** It can fetch and serve parameter frames over WebRTC. */
+      peers?: boolean;
     }
   | {
       type: "welcome";
@@ -173,6 +184,8 @@ export type Payload =
       maxFrameBytes: number;
       /** The run's dataset shard, when leases name their batches by offsets. */
       data?: DataSource;
+      /** STUN/TURN servers for WebRTC between sessions; absent = none (one machine or network). */
+      iceServers?: IceServer[];
     }
   | { type: "leaseRequest"; maxBatches: number }
   | {
@@ -184,6 +197,12 @@ export type Payload =
       innerSteps: number;
       /** Set: an evaluation lease on baseVersion's parameters (its batch is empty). */
       heldOut?: HeldOut;
+      /**
+       * Set: fetch baseVersion's parameter frame from this session over WebRTC, and check it
+       * against `parametersSha256` (lowercase hex) before use.
+       */
+      parametersFrom?: string;
+      parametersSha256?: string;
     }
   | ({ type: "gradientUpdate" } & GradientUpdate)
   | {
@@ -199,7 +218,9 @@ export type Payload =
   | { type: "signal"; payload: Uint8Array }
   | { type: "leave"; reason: string }
   | ({ type: "trainingBatch" } & TrainingBatch)
-  | ({ type: "evaluation" } & EvaluationReport);
+  | ({ type: "evaluation" } & EvaluationReport)
+  /** The peer a lease named did not deliver `version`'s frame: the coordinator sends it. */
+  | { type: "parametersRequest"; version: number; peer: string; failure: PeerFailure };
 
 export type PayloadType = Payload["type"];
 
@@ -229,4 +250,5 @@ export const messageTypeOf: Record<Exclude<PayloadType, "raw">, MessageType> = {
   leave: "leave",
   trainingBatch: "response",
   evaluation: "evaluation",
+  parametersRequest: "parametersRequest",
 };

@@ -1,0 +1,107 @@
+// Which sessions may serve a run's current parameter frame to others over WebRTC (Run config
+// `peers`). A session holds the version the coordinator sent it, or the one it trained from;
+// each holder is named for at most `fanout` receivers a version, so the frame spreads as a tree
+// whose root is the coordinator's one send. The receiver checks the bytes against the frame's
+// SHA-256 (carried in the lease) and falls back to the coordinator (ParametersRequest) when they
+// do not match; a holder accused of bad bytes serves no one else that version, and is struck (and
+// never named again) once two different sessions accuse it, so that one hostile receiver cannot
+// frame an honest peer.
+import type { IceServer } from "@pangea/shared";
+
+export interface ParameterSourceOptions {
+  /** Receivers one holder serves per version. */
+  fanout: number;
+}
+
+export class ParameterSources {
+  private version = -1;
+  /** Holders of `version`, and how many receivers each was named for. */
+  private readonly holders = new Map<string, number>();
+  /** Sessions never named again in this run: struck for serving bad bytes. */
+  private readonly barred = new Set<string>();
+  /** Who accused each session of serving bad bytes, until the accusations make a strike. */
+  private readonly accusers = new Map<string, Set<string>>();
+
+  constructor(private readonly options: ParameterSourceOptions = { fanout: 4 }) {}
+
+  /** `session` holds `version`'s frame (a newer version forgets the older holders). */
+  hold(session: string, version: number): void {
+    if (version > this.version) {
+      this.version = version;
+      this.holders.clear();
+    }
+    if (version === this.version && !this.holders.has(session) && !this.barred.has(session))
+      this.holders.set(session, 0);
+  }
+
+  /**
+   * A holder of `version` to serve `receiver`, the least loaded under the fanout that `usable`
+   * accepts (connected, not quarantined); undefined when there is none. Counts the naming.
+   */
+  pick(receiver: string, version: number, usable: (id: string) => boolean): string | undefined {
+    if (version !== this.version) return undefined;
+    let best: string | undefined;
+    let load = this.options.fanout;
+    for (const [id, named] of this.holders)
+      if (id !== receiver && named < load && usable(id)) {
+        best = id;
+        load = named;
+      }
+    if (best !== undefined) this.holders.set(best, load + 1);
+    return best;
+  }
+
+  /** The session left, or could not deliver (no route, too slow, lacking the version). */
+  forget(session: string): void {
+    this.holders.delete(session);
+  }
+
+  /**
+   * `accuser` got bytes from `peer` that did not hash to the frame: `peer` serves no one else this
+   * version. Returns true when the accusation completes a strike against it (a second, different
+   * accuser); a struck peer is not named again in this run.
+   */
+  accuse(peer: string, accuser: string): boolean {
+    this.holders.delete(peer);
+    const set = this.accusers.get(peer) ?? new Set<string>();
+    set.add(accuser);
+    if (set.size < 2) {
+      this.accusers.set(peer, set);
+      return false;
+    }
+    this.accusers.delete(peer);
+    this.barred.add(peer);
+    return true;
+  }
+}
+
+/**
+ * STUN/TURN servers from a deployment's setting (PANGEA_ICE_SERVERS): comma-separated URLs
+ * ("stun:stun.example.org:3478"), or a JSON array of {url, username, credential} for TURN.
+ * Throws with the reason on anything else, so that a typo stops the start, not every call.
+ */
+export function parseIceServers(value: string | undefined): IceServer[] {
+  const text = value?.trim() ?? "";
+  if (text === "") return [];
+  let servers: unknown;
+  try {
+    servers = text.startsWith("[")
+      ? JSON.parse(text)
+      : text.split(",").map((url) => ({ url: url.trim() }));
+  } catch (e) {
+    throw new Error(`PANGEA_ICE_SERVERS: not JSON (${(e as Error).message})`);
+  }
+  if (!Array.isArray(servers)) throw new Error("PANGEA_ICE_SERVERS: a list of servers");
+  return servers.map((s: { url?: unknown; username?: unknown; credential?: unknown }, i) => {
+    if (typeof s?.url !== "string" || !/^(stun|stuns|turn|turns):\S+$/.test(s.url))
+      throw new Error(`PANGEA_ICE_SERVERS: server ${i + 1} needs a stun: or turn: url`);
+    for (const key of ["username", "credential"] as const)
+      if (s[key] !== undefined && typeof s[key] !== "string")
+        throw new Error(`PANGEA_ICE_SERVERS: server ${i + 1}'s ${key} must be text`);
+    return {
+      url: s.url,
+      ...(typeof s.username === "string" ? { username: s.username } : {}),
+      ...(typeof s.credential === "string" ? { credential: s.credential } : {}),
+    };
+  });
+}
