@@ -4,7 +4,7 @@
 import { gptSpec, mlpSpec } from "@pangea/shared";
 import { type FormEvent, useEffect, useRef, useState } from "react";
 import { LineChart } from "../ui/chart.tsx";
-import { ago, number, percent } from "../ui/format.ts";
+import { ago, bytes, number, percent } from "../ui/format.ts";
 import { type RunStatus, useRunEvents, type WorkerRow } from "../ui/run-events.ts";
 import { ApiError, api, downloadCheckpoint, token } from "./api.ts";
 import { type DatasetRecord, DatasetsPanel, describe, useDatasets } from "./datasets.tsx";
@@ -227,6 +227,7 @@ const MNIST_FORM = {
   epochs: "50",
   versions: "0",
   evaluateBy: "coordinator",
+  peers: "off",
 };
 /** The second preset: the Shakespeare GPT, synchronous data parallel (one click). */
 const GPT_FORM: typeof MNIST_FORM = {
@@ -327,6 +328,7 @@ function CreateRun(props: { onCreated: (id: string) => void; datasets: DatasetRe
       // A language model warms up and evaluates less often (each evaluation is seconds of CPU).
       ...(model.gpt ? { evaluateEvery: 25 } : {}),
       evaluateBy: f.evaluateBy,
+      peers: f.peers === "on",
       stop: {
         targetAccuracy: num("targetAccuracy"),
         targetLoss: num("targetLoss"),
@@ -473,6 +475,14 @@ function CreateRun(props: { onCreated: (id: string) => void; datasets: DatasetRe
             <option value="contributors">contributors (each part by two, compared)</option>
           </select>
         </label>
+        <label>
+          Parameters
+          <select value={f.peers} onChange={set("peers")} data-testid="field-peers">
+            <option value="off">from the coordinator</option>
+            <option value="on">from peers over WebRTC (hash-checked)</option>
+          </select>
+          <small>peers help most when a version has several updates (synchronous, local SGD)</small>
+        </label>
       </div>
       {problems.length > 0 && (
         <ul className="problems" role="alert" data-testid="problems">
@@ -593,6 +603,23 @@ function RunPage(props: { runId: string }) {
             {status.counters.updatesAccepted} accepted
             {refused.length > 0 && `; refused: ${refused.map(([k, v]) => `${k} ${v}`).join(", ")}`}
           </dd>
+          {status.traffic && (
+            <>
+              <dt>Traffic</dt>
+              <dd data-testid="traffic">
+                through the coordinator {bytes(status.traffic.bytesIn)} in,{" "}
+                {bytes(status.traffic.bytesOut)} out
+                {status.config.peers && (
+                  <>
+                    ; between peers{" "}
+                    <span data-testid="peer-bytes">{bytes(status.traffic.peerBytes)}</span>
+                  </>
+                )}
+                {status.traffic.samples > 0 &&
+                  ` (${bytes((status.traffic.bytesIn + status.traffic.bytesOut) / status.traffic.samples)} per sample through the coordinator)`}
+              </dd>
+            </>
+          )}
         </dl>
         <div className="controls">
           {status.state === "running" && (
@@ -709,6 +736,8 @@ function RunPage(props: { runId: string }) {
               <th>Accepted</th>
               <th>Refused</th>
               <th>Credit (verified)</th>
+              <th>Bytes in / out</th>
+              <th>Peers (fetched / served)</th>
               <th>Last seen</th>
               <th>Status</th>
             </tr>
@@ -727,6 +756,12 @@ function RunPage(props: { runId: string }) {
                 <td>{w.updatesRefused}</td>
                 <td>
                   {number(w.credit ?? 0)} ({number(w.verifiedCredit ?? 0)})
+                </td>
+                <td>
+                  {bytes(w.bytesIn ?? 0)} / {bytes(w.bytesOut ?? 0)}
+                </td>
+                <td data-testid="worker-peer-bytes">
+                  {bytes(w.peerBytesIn ?? 0)} / {bytes(w.peerBytesOut ?? 0)}
                 </td>
                 <td>{ago(w.lastSeenMsAgo)}</td>
                 <td>

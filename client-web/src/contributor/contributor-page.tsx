@@ -4,6 +4,7 @@ import { useEffect, useRef, useState } from "react";
 import { LineChart } from "../ui/chart.tsx";
 import { number, percent } from "../ui/format.ts";
 import { type LeaderboardRow, useRunEvents } from "../ui/run-events.ts";
+import { PagePeers, webRtcAvailable } from "./page-peers.ts";
 import type { AdapterInfo, FromWorker, ToWorker } from "./worker-protocol.ts";
 
 const NO_WEBGPU =
@@ -80,7 +81,15 @@ export function ContributorPage() {
   // The leaderboard name, kept in this browser only (nothing else about the visitor is sent).
   const [name, setName] = useState(() => localStorage.getItem(NAME_KEY) ?? "");
   const worker = useRef<Worker | null>(null);
+  const peers = useRef<PagePeers | null>(null);
+  const [peerCount, setPeerCount] = useState(0);
   const { status } = useRunEvents(runId);
+
+  useEffect(() => {
+    if (!started) return;
+    const timer = setInterval(() => setPeerCount(peers.current?.stats().connected ?? 0), 1000);
+    return () => clearInterval(timer);
+  }, [started]);
 
   useEffect(() => {
     detectWebGpu().then(setSupport);
@@ -98,8 +107,11 @@ export function ContributorPage() {
   const start = () => {
     const w = new Worker(new URL("./training.worker.ts", import.meta.url), { type: "module" });
     worker.current = w;
+    const withPeers = webRtcAvailable();
+    if (withPeers) peers.current = new PagePeers((m) => w.postMessage(m satisfies ToWorker));
     w.onmessage = (e: MessageEvent<FromWorker>) => {
       const m = e.data;
+      if (peers.current?.handle(m)) return;
       switch (m.type) {
         case "adapter":
           setAdapter(m.adapter);
@@ -143,7 +155,13 @@ export function ContributorPage() {
     };
     const wanted = new URLSearchParams(location.search).get("run") ?? "";
     localStorage.setItem(NAME_KEY, name.trim());
-    send({ type: "start", url: location.origin, runId: wanted, displayName: name.trim() });
+    send({
+      type: "start",
+      url: location.origin,
+      runId: wanted,
+      displayName: name.trim(),
+      peers: withPeers,
+    });
     setStarted(true);
   };
 
@@ -201,6 +219,12 @@ export function ContributorPage() {
             </dd>
             <dt>Connection</dt>
             <dd data-testid="connection">{connection}</dd>
+            {status?.config.peers && (
+              <>
+                <dt>Peers</dt>
+                <dd data-testid="peers">{peerCount} other tabs connected over WebRTC</dd>
+              </>
+            )}
             <dt>Batches done</dt>
             <dd data-testid="batches">{stats?.batchesDone ?? 0}</dd>
             <dt>Samples/s</dt>

@@ -13,13 +13,20 @@ import { measureHeldOut } from "@pangea/shaders/reference";
 import { acquireDevice, WebGpuUnavailableError } from "@pangea/shaders/runtime";
 import { GpuTrainer } from "@pangea/shaders/runtime";
 import type { FromWorker, ToWorker } from "./worker-protocol.ts";
+import { WorkerPeers } from "./worker-peers.ts";
 
 const post = (m: FromWorker) => self.postMessage(m);
 let connection: Connection | undefined;
 let contributor: Contributor | undefined;
 let batchesDone = 0;
+let peers: WorkerPeers | undefined;
 
-async function start(url: string, runId: string, displayName: string): Promise<void> {
+async function start(
+  url: string,
+  runId: string,
+  displayName: string,
+  withPeers: boolean,
+): Promise<void> {
   let gpu: Awaited<ReturnType<typeof acquireDevice>>;
   try {
     gpu = await acquireDevice(navigator.gpu);
@@ -49,6 +56,14 @@ async function start(url: string, runId: string, displayName: string): Promise<v
     // two sessions' reports are then the same numbers, whatever GPU each tab has.
     evaluate: measureHeldOut,
     loadShard: (source) => cachedShard(url, source),
+    ...(withPeers
+      ? {
+          peers: (sendSignal: (to: string, payload: Uint8Array) => void) => {
+            peers = new WorkerPeers(post, sendSignal);
+            return peers;
+          },
+        }
+      : {}),
     onMessage: (p) => {
       if (p.type === "welcome")
         post({
@@ -118,7 +133,11 @@ self.onmessage = (event: MessageEvent<ToWorker>) => {
   const m = event.data;
   switch (m.type) {
     case "start":
-      if (!contributor) void start(m.url, m.runId, m.displayName);
+      if (!contributor) void start(m.url, m.runId, m.displayName, m.peers);
+      return;
+    case "peer.signal":
+    case "peer.fetched":
+      peers?.fromPage(m);
       return;
     case "pause":
       contributor?.pause();

@@ -10,3 +10,11 @@ export function ago(ms: number): string {
   if (ms < 90_000) return `${Math.round(ms / 1000)} s ago`;
   return `${Math.round(ms / 60_000)} min ago`;
 }
+
+/** Bytes as a person reads them: 512 B, 3.4 kB, 12.1 MB. */
+export function bytes(n: number): string {
+  if (n < 1000) return `${Math.round(n)} B`;
+  if (n < 1e6) return `${(n / 1e3).toFixed(1)} kB`;
+  if (n < 1e9) return `${(n / 1e6).toFixed(1)} MB`;
+  return `${(n / 1e9).toFixed(2)} GB`;
+}

@@ -25,6 +25,11 @@ export interface WorkerRow {
   name?: string;
   credit?: number;
   verifiedCredit?: number;
+  /** WebSocket bytes through the coordinator, and parameter bytes between peers (this process's). */
+  bytesIn?: number;
+  bytesOut?: number;
+  peerBytesIn?: number;
+  peerBytesOut?: number;
 }
 
 /** A contributor as the public sees it: the name its visitor chose and its credit. */
@@ -63,7 +68,11 @@ export interface RunStatus {
   config: Record<string, unknown> & {
     model: { name: string; transformer?: unknown };
     dataset: string;
+    /** Sessions fetch parameter frames from each other over WebRTC. */
+    peers?: boolean;
   };
+  /** Bytes through the coordinator's WebSockets and between peers, since it started. */
+  traffic?: { bytesIn: number; bytesOut: number; peerBytes: number; samples: number };
   contributors: { connected: number; total: number };
   leaderboard: LeaderboardRow[];
   /** Only in the admin view (GET /api/runs/:id with the token; see useAdminWorkers). */

@@ -100,8 +100,8 @@ interface Session {
   knownVersion: number;
   /** It said it can fetch and serve parameter frames over WebRTC (Join.peers). */
   peers: boolean;
-  /** The peer its latest lease named for a version's frame, until it arrives or falls back. */
-  fromPeer?: { peer: string; version: number; bytes: number };
+  /** The peers its live leases named for a version's frame, until it arrives or falls back. */
+  fromPeers: Array<{ peer: string; version: number; bytes: number }>;
 }
 
 /** One open connection: the address it came from, and the one session it may speak for. */
@@ -369,6 +369,7 @@ export class Coordinator {
       peer: undefined,
       knownVersion: -1,
       peers: false,
+      fromPeers: [],
     };
     this.sessions.set(session.id, session);
     this.byToken.set(token, session);
@@ -568,7 +569,7 @@ export class Coordinator {
         return;
       }
       case "parametersRequest": {
-        this.fallBack(peer, session, run, p);
+        this.fallBack(peer, session, run, p, m.messageId);
         return;
       }
       case "evaluation": {
@@ -580,7 +581,13 @@ export class Coordinator {
         // Trained from the current version: it holds that frame, and may serve it to peers.
         if (session.peers && p.baseVersion === run.record.version)
           run.parameterSources.hold(session.id, p.baseVersion);
-        if (session.fromPeer?.version === p.baseVersion) session.fromPeer = undefined;
+        const named = session.fromPeers.find((n) => n.version === p.baseVersion);
+        if (named) {
+          // It trained on the frame the peer sent (a fallback would have cleared the naming).
+          session.fromPeers = session.fromPeers.filter((n) => n !== named);
+          run.parameterSources.delivered(named.peer, session.id);
+          this.peerTraffic(run, named.peer, session.id, named.bytes);
+        }
         this.route(run, run.submit(session.id, m.messageId, p, now));
         return;
       }
@@ -721,6 +728,7 @@ export class Coordinator {
         peer: undefined,
         knownVersion: -1,
         peers: false,
+        fromPeers: [],
       };
       this.sessions.set(session.id, session);
       this.byToken.set(session.token, session);
@@ -730,7 +738,7 @@ export class Coordinator {
     // never asks for work costs the coordinator a small frame, not the whole model.
     session.knownVersion = -1;
     session.peers = p.peers === true;
-    session.fromPeer = undefined;
+    session.fromPeers = [];
     peer.identify?.(session.id, session.token);
     run.join(session.id, p.client, now, p.evaluates === true, p.displayName ?? "");
     this.saveSession(session);
@@ -871,9 +879,12 @@ export class Coordinator {
     lease.parametersFrom = from;
     lease.parametersSha256 = cached.sha256;
     session.knownVersion = version;
-    session.fromPeer = { peer: from, version, bytes: cached.frame.byteLength };
+    // A session holds two live leases at most (run.ts MAX_LEASES): keep as many namings.
+    session.fromPeers = [
+      ...session.fromPeers.slice(-1),
+      { peer: from, version, bytes: cached.frame.byteLength },
+    ];
     this.counters.peerParameterFrames++;
-    this.peerTraffic(run, from, session.id, cached.frame.byteLength);
   }
 
   private canServe(run: Run, id: string): boolean {
@@ -894,29 +905,33 @@ export class Coordinator {
     session: Session,
     run: Run,
     p: Extract<Payload, { type: "parametersRequest" }>,
+    ref: string,
   ): void {
-    const named = session.fromPeer;
-    if (!named || named.peer !== p.peer || named.version !== p.version) {
+    const named = session.fromPeers.find((n) => n.peer === p.peer && n.version === p.version);
+    if (!named) {
       this.reply(
         peer,
-        errorPayload("unknownLease", `no lease of yours named ${p.peer} for version ${p.version}`),
+        errorPayload("unknownLease", `no lease of yours named ${p.peer} for version ${p.version}`, {
+          ref,
+        }),
       );
       return;
     }
-    session.fromPeer = undefined;
+    session.fromPeers = session.fromPeers.filter((n) => n !== named);
     const fallbacks = this.counters.peerFallbacks;
     fallbacks[p.failure] = (fallbacks[p.failure] ?? 0) + 1;
-    this.peerTraffic(run, p.peer, session.id, -named.bytes);
     if (p.failure === "badHash") {
       if (run.parameterSources.accuse(p.peer, session.id)) {
         this.counters.peerStrikes++;
         this.route(run, run.strikeSession(p.peer, "served parameter bytes that did not match"));
       }
-    } else run.parameterSources.forget(p.peer);
+    } else if (p.failure === "missing") run.parameterSources.forget(p.peer);
+    else run.parameterSources.undelivered(p.peer, session.id);
     this.sendParameters(peer, session, run);
   }
 
-  /** Bytes that went (or, negative, did not go) from one session to another instead of through here. */
+  /** Bytes that went from one session to another instead of through here (counted once the
+   * receiver trained on them: its update's base version is the one the peer was named for). */
   private peerTraffic(run: Run, from: string, to: string, bytes: number): void {
     run.traffic.peerBytes += bytes;
     const served = run.sessions.get(from);

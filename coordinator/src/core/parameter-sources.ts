@@ -13,6 +13,9 @@ export interface ParameterSourceOptions {
   fanout: number;
 }
 
+/** Failed transfers (and no success since) after which a session gets its frames from the coordinator. */
+export const UNREACHABLE_AFTER = 3;
+
 export class ParameterSources {
   private version = -1;
   /** Holders of `version`, and how many receivers each was named for. */
@@ -21,6 +24,8 @@ export class ParameterSources {
   private readonly barred = new Set<string>();
   /** Who accused each session of serving bad bytes, until the accusations make a strike. */
   private readonly accusers = new Map<string, Set<string>>();
+  /** Transfers a session took part in that failed (no route, too slow) since its last success. */
+  private readonly failures = new Map<string, number>();
 
   constructor(private readonly options: ParameterSourceOptions = { fanout: 4 }) {}
 
@@ -39,11 +44,11 @@ export class ParameterSources {
    * accepts (connected, not quarantined); undefined when there is none. Counts the naming.
    */
   pick(receiver: string, version: number, usable: (id: string) => boolean): string | undefined {
-    if (version !== this.version) return undefined;
+    if (version !== this.version || !this.reachable(receiver)) return undefined;
     let best: string | undefined;
     let load = this.options.fanout;
     for (const [id, named] of this.holders)
-      if (id !== receiver && named < load && usable(id)) {
+      if (id !== receiver && named < load && this.reachable(id) && usable(id)) {
         best = id;
         load = named;
       }
@@ -51,9 +56,29 @@ export class ParameterSources {
     return best;
   }
 
-  /** The session left, or could not deliver (no route, too slow, lacking the version). */
+  /** The session left, or said it lacks the version. */
   forget(session: string): void {
     this.holders.delete(session);
+  }
+
+  /**
+   * A transfer from `peer` to `receiver` failed without a wrong byte (no route, too slow). Either
+   * may be the one that cannot connect (a firewall that drops UDP): a session with
+   * UNREACHABLE_AFTER such failures and no success since is left out of transfers, both ways.
+   */
+  undelivered(peer: string, receiver: string): void {
+    this.holders.delete(peer);
+    for (const id of [peer, receiver]) this.failures.set(id, (this.failures.get(id) ?? 0) + 1);
+  }
+
+  /** A transfer worked: neither side is the one that cannot connect. */
+  delivered(peer: string, receiver: string): void {
+    this.failures.delete(peer);
+    this.failures.delete(receiver);
+  }
+
+  private reachable(id: string): boolean {
+    return (this.failures.get(id) ?? 0) < UNREACHABLE_AFTER;
   }
 
   /**

@@ -154,6 +154,7 @@ export class Contributor {
   private heartbeatTimer = 0;
   /** A fallback under way: the coordinator's next parameter frame goes here, not to the queue. */
   private awaitingParameters: ((p: { version: number; tensors: Tensor[] }) => void) | undefined;
+  private fallbackRequest = "";
   private readonly schedule: (fn: () => void, ms: number) => void;
   private readonly now: () => number;
 
@@ -300,6 +301,12 @@ export class Contributor {
 
   private refused(p: Extract<Payload, { type: "error" }>): void {
     this.refusals.push(p.code);
+    // The coordinator will not send the frame a fallback asked for: stop waiting for it.
+    if (p.ref !== "" && p.ref === this.fallbackRequest) {
+      this.fallbackRequest = "";
+      this.awaitingParameters?.({ version: this.trainerVersion, tensors: [] });
+      return;
+    }
     // A refused update needs nothing more: the next lease was already asked for.
     if (p.ref !== "" && p.ref !== this.leaseRequest && p.ref !== this.joinRequest) return;
     if (p.ref === this.leaseRequest) this.leaseRequest = "";
@@ -361,6 +368,13 @@ export class Contributor {
 
   private work(lease: Lease, epoch: number): Maybe<void> {
     if (epoch !== this.epoch || !this.connected || this.finished) return;
+    if (this.trainerVersion < 0) {
+      // No parameters came (neither from the peer nor, in time, from the coordinator): the
+      // lease lapses at its deadline and its batch goes to someone else.
+      this.held--;
+      this.requestLease();
+      return;
+    }
     const training = this.training!;
     const started = this.now();
     const batch = leaseBatch(lease.batch, this.shard, this.model!);
@@ -445,7 +459,7 @@ export class Contributor {
         FALLBACK_WAIT_MS,
       );
       this.awaitingParameters = give;
-      this.post({ type: "parametersRequest", version, peer, failure });
+      this.fallbackRequest = this.post({ type: "parametersRequest", version, peer, failure });
     }).then((p) => (p.tensors.length > 0 ? this.setParameters(p.version, p.tensors) : undefined));
   }
 
