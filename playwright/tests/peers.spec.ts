@@ -96,7 +96,8 @@ test("four tabs share parameter frames over WebRTC; a tab without WebRTC trains 
   // The tabs see each other.
   await expect
     .poll(
-      async () => Number((await tabs[0]!.page.getByTestId("peers").innerText()).split(" ")[0]),
+      async () =>
+        Number(((await tabs[0]!.page.getByTestId("peers").textContent()) ?? "").split(" ")[0]),
       {
         timeout: 120_000,
       },
