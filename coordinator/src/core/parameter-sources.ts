@@ -3,9 +3,9 @@
 // each holder is named for at most `fanout` receivers a version, so the frame spreads as a tree
 // whose root is the coordinator's one send. The receiver checks the bytes against the frame's
 // SHA-256 (carried in the lease) and falls back to the coordinator (ParametersRequest) when they
-// do not match; a holder accused of bad bytes serves no one else that version, and is struck (and
-// never named again) once two different sessions accuse it, so that one hostile receiver cannot
-// frame an honest peer.
+// do not match; a holder accused of bad bytes is sent the next receiver that has not accused it,
+// and is struck (and never named again) once two different sessions accuse it, so that one
+// hostile receiver cannot frame an honest peer, who clears itself with a good transfer.
 import type { IceServer } from "@pangea/shared";
 
 export interface ParameterSourceOptions {
@@ -47,11 +47,22 @@ export class ParameterSources {
     if (version !== this.version || !this.reachable(receiver)) return undefined;
     let best: string | undefined;
     let load = this.options.fanout;
-    for (const [id, named] of this.holders)
-      if (id !== receiver && named < load && this.reachable(id) && usable(id)) {
+    for (const [id, named] of this.holders) {
+      if (id === receiver || named >= this.options.fanout || !this.reachable(id) || !usable(id))
+        continue;
+      // A holder someone accused is tried by someone else first: a second accusation strikes
+      // it soon, and an honest one accused falsely clears itself with a good transfer.
+      const accused = this.accusers.get(id);
+      if (accused && !accused.has(receiver)) {
+        best = id;
+        load = named;
+        break;
+      }
+      if (named < load) {
         best = id;
         load = named;
       }
+    }
     if (best !== undefined) this.holders.set(best, load + 1);
     return best;
   }
@@ -75,6 +86,7 @@ export class ParameterSources {
   delivered(peer: string, receiver: string): void {
     this.failures.delete(peer);
     this.failures.delete(receiver);
+    this.accusers.delete(peer);
   }
 
   private reachable(id: string): boolean {
@@ -82,12 +94,11 @@ export class ParameterSources {
   }
 
   /**
-   * `accuser` got bytes from `peer` that did not hash to the frame: `peer` serves no one else this
-   * version. Returns true when the accusation completes a strike against it (a second, different
+   * `accuser` got bytes from `peer` that did not hash to the frame: the next receiver that has not
+   * accused it is sent to it (pick), for a second opinion. Returns true when the accusation completes a strike against it (a second, different
    * accuser); a struck peer is not named again in this run.
    */
   accuse(peer: string, accuser: string): boolean {
-    this.holders.delete(peer);
     const set = this.accusers.get(peer) ?? new Set<string>();
     set.add(accuser);
     if (set.size < 2) {
