@@ -7,6 +7,7 @@ import { Coordinator, type CoordinatorOptions } from "../core/coordinator.ts";
 import { runEvaluation } from "../core/evaluation.ts";
 import { MemoryStore } from "../core/memory-store.ts";
 import type { Clock, Peer, Store } from "../core/ports.ts";
+import { PeerFetchError, type PeerNetwork, type PeerStats } from "@pangea/shared/client";
 import { HeadlessWorker, type HeadlessWorkerOptions } from "../worker/headless-worker.ts";
 
 /**
@@ -52,6 +53,8 @@ export class Simulation {
   readonly workers = new Map<HeadlessWorker, SimulatedPeer>();
   /** Simulated milliseconds each lease takes a worker (its compute time). */
   computeMs = 50;
+  /** The simulated peer network's members, by session id (see addWorker's `peer`). */
+  readonly peerNetworks = new Map<string, SimulatedPeers>();
 
   constructor(
     store: Store = new MemoryStore(),
@@ -67,10 +70,21 @@ export class Simulation {
     return { ...SIMULATED, ...this.options, datasets };
   }
 
-  addWorker(options: HeadlessWorkerOptions = {}): HeadlessWorker {
+  /**
+   * `peer`: the worker fetches and serves parameter frames through the simulated peer network
+   * (SimulatedPeers), behaving as told when it serves.
+   */
+  addWorker(options: HeadlessWorkerOptions & { peer?: PeerBehaviour } = {}): HeadlessWorker {
     const peer = new SimulatedPeer(this);
-    const worker = new HeadlessWorker({
+    let worker!: HeadlessWorker;
+    const behaviour = options.peer;
+    worker = new HeadlessWorker({
       ...options,
+      ...(behaviour
+        ? {
+            peers: () => new SimulatedPeers(this, () => worker.sessionId, behaviour),
+          }
+        : {}),
       schedule: (fn, ms) => this.timers.push({ at: this.clock.t + ms, fn }),
       now: () => this.clock.t,
       // The shard a run serves over HTTP, handed over in process (and checked by its hash).
@@ -113,25 +127,118 @@ export class Simulation {
   runUntil(done: () => boolean, maxSteps = 1_000_000): boolean {
     for (let step = 0; step < maxSteps; step++) {
       if (done()) return true;
-      const d = this.queue.shift();
-      if (d) {
-        this.clock.t += 1;
-        if (d.to === "coordinator") {
-          if (d.from.open) this.coordinator.receive(d.from, d.frame);
-        } else if (d.from.open) {
-          d.to.receive(d.frame);
-        }
-        continue;
-      }
-      // Nothing in flight: move the clock to the next timer (or a compute time later), fire
-      // every timer that is due by then, and tick.
-      this.timers.sort((a, b) => a.at - b.at);
-      this.clock.t = Math.max(this.clock.t + this.computeMs, this.timers[0]?.at ?? 0);
-      const due = this.timers.filter((t) => t.at <= this.clock.t);
-      this.timers = this.timers.filter((t) => t.at > this.clock.t);
-      for (const t of due) t.fn();
-      this.coordinator.tick();
+      if (!this.deliver()) this.advance();
     }
     return done();
+  }
+
+  /**
+   * runUntil for workers whose steps take promises (peer fetches): before the clock moves, the
+   * microtasks those left behind run, so a simulated run stays deterministic.
+   */
+  async runUntilSettled(done: () => boolean, maxSteps = 1_000_000): Promise<boolean> {
+    for (let step = 0; step < maxSteps; step++) {
+      if (done()) return true;
+      if (this.deliver()) continue;
+      for (let i = 0; i < 20; i++) await null;
+      if (this.queue.length === 0) this.advance();
+    }
+    return done();
+  }
+
+  /** Delivers the next frame in flight; false when there is none. */
+  private deliver(): boolean {
+    const d = this.queue.shift();
+    if (!d) return false;
+    this.clock.t += 1;
+    if (d.to === "coordinator") {
+      if (d.from.open) this.coordinator.receive(d.from, d.frame);
+    } else if (d.from.open) {
+      d.to.receive(d.frame);
+    }
+    return true;
+  }
+
+  /** Nothing in flight: moves the clock to the next timer (or a compute time later), fires
+   * every timer that is due by then, and ticks. */
+  private advance(): void {
+    this.timers.sort((a, b) => a.at - b.at);
+    this.clock.t = Math.max(this.clock.t + this.computeMs, this.timers[0]?.at ?? 0);
+    const due = this.timers.filter((t) => t.at <= this.clock.t);
+    this.timers = this.timers.filter((t) => t.at > this.clock.t);
+    for (const t of due) t.fn();
+    this.coordinator.tick();
+  }
+
+  /** Runs `fn` `ms` simulated milliseconds from now. */
+  later(fn: () => void, ms: number): void {
+    this.timers.push({ at: this.clock.t + ms, fn });
+  }
+}
+
+/** How a simulated peer serves: honestly, with a flipped byte, or not at all (a stalled tab). */
+export type PeerBehaviour = "honest" | "liar" | "silent";
+
+/**
+ * The peer network between a simulation's workers, in process: what WebRtcPeers does over data
+ * channels (peers.ts), minus the channels. A fetch answers after a simulated millisecond from the
+ * named worker's kept frames, as that worker's behaviour says.
+ */
+export class SimulatedPeers implements PeerNetwork {
+  private readonly frames = new Map<number, Uint8Array>();
+  private readonly counts: PeerStats = {
+    connected: 0,
+    bytesIn: 0,
+    bytesOut: 0,
+    framesServed: 0,
+    framesFetched: 0,
+  };
+  constructor(
+    private readonly sim: Simulation,
+    private readonly id: () => string,
+    readonly behaviour: PeerBehaviour,
+  ) {}
+  configure(): void {}
+  fetch(peer: string, version: number, timeoutMs: number): Promise<Uint8Array> {
+    this.sim.peerNetworks.set(this.id(), this);
+    return new Promise((resolve, reject) => {
+      const from = this.sim.peerNetworks.get(peer);
+      const frame = from?.serve(version);
+      if (!from) reject(new PeerFetchError("unreachable", `no route to ${peer}`));
+      else if (from.behaviour === "silent")
+        this.sim.later(
+          () => reject(new PeerFetchError("timeout", `${peer} sent nothing`)),
+          timeoutMs,
+        );
+      else if (!frame) reject(new PeerFetchError("missing", `${peer} lacks ${version}`));
+      else
+        this.sim.later(() => {
+          this.counts.bytesIn += frame.byteLength;
+          this.counts.framesFetched++;
+          resolve(frame);
+        }, 1);
+    });
+  }
+  offer(version: number, frame: Uint8Array): void {
+    this.sim.peerNetworks.set(this.id(), this);
+    this.frames.set(version, frame);
+    for (const v of this.frames.keys()) if (v < version - 1) this.frames.delete(v);
+  }
+  private serve(version: number): Uint8Array | undefined {
+    const frame = this.frames.get(version);
+    if (!frame) return undefined;
+    this.counts.framesServed++;
+    this.counts.bytesOut += frame.byteLength;
+    if (this.behaviour !== "liar") return frame;
+    const bad = frame.slice();
+    bad[bad.length - 9]! ^= 0x40;
+    return bad;
+  }
+  signal(): void {}
+  stats(): PeerStats {
+    return { ...this.counts };
+  }
+  close(): void {
+    this.sim.peerNetworks.delete(this.id());
   }
 }

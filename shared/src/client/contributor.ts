@@ -450,14 +450,11 @@ export class Contributor {
     if (!this.connected) return Promise.resolve();
     return new Promise<{ version: number; tensors: Tensor[] }>((resolve) => {
       const give = (p: { version: number; tensors: Tensor[] }) => {
-        clearTimeout(timer);
         if (this.awaitingParameters === give) this.awaitingParameters = undefined;
         resolve(p);
       };
-      const timer = setTimeout(
-        () => give({ version: this.trainerVersion, tensors: [] }),
-        FALLBACK_WAIT_MS,
-      );
+      // Through the contributor's own clock (simulated in the core suite); resolving twice is harmless.
+      this.schedule(() => give({ version: this.trainerVersion, tensors: [] }), FALLBACK_WAIT_MS);
       this.awaitingParameters = give;
       this.fallbackRequest = this.post({ type: "parametersRequest", version, peer, failure });
     }).then((p) => (p.tensors.length > 0 ? this.setParameters(p.version, p.tensors) : undefined));
