@@ -19,6 +19,13 @@ it("guards, creates, lists and refuses runs like the Node server", async () => {
   expect(await (await SELF.fetch("https://edge/health")).json()).toEqual({ ok: true, edge: true });
   expect(await (await SELF.fetch("https://edge/api/runs")).json()).toEqual({ runs: [] });
   expect((await SELF.fetch("https://edge/ws")).status).toBe(503);
+  // A page elsewhere may not make its visitors' tabs join (socketOriginAllowed).
+  const foreign = await SELF.fetch("https://edge/ws", {
+    headers: { origin: "https://evil.example" },
+  });
+  expect(foreign.status).toBe(403);
+  const own = await SELF.fetch("https://edge/ws", { headers: { origin: "https://edge" } });
+  expect(own.status).toBe(503);
 
   const admin = { authorization: "Bearer workerd-test-token" };
   const bad = await SELF.fetch("https://edge/api/runs", {

@@ -10,6 +10,7 @@ import {
   isAdmin,
   liveEvents,
   parseOrigins,
+  socketOriginAllowed,
   StreamLimit,
   securityHeaders,
   UNAUTHORIZED,
@@ -124,6 +125,9 @@ app.all("/api/datasets", (c) =>
 
 // A tab joins the run it names (?run=), else the newest one.
 app.get("/ws", async (c) => {
+  const allowed = parseOrigins(c.env.PANGEA_CORS_ORIGINS);
+  if (!socketOriginAllowed(c.req.header("origin"), new URL(c.req.url).host, allowed))
+    return c.json({ error: "this page's origin may not join (PANGEA_CORS_ORIGINS)" }, 403);
   const named = c.req.query("run");
   const id = named || (await index(c.env).list())[0]?.id;
   if (!id) return c.json({ error: "no run to join yet" }, 503);

@@ -27,6 +27,7 @@ export {
   SECURITY_HEADERS,
   StreamLimit,
   securityHeaders,
+  socketOriginAllowed,
   UNAUTHORIZED,
 } from "./surface.ts";
 export { MemoryStore } from "./memory-store.ts";

@@ -87,6 +87,26 @@ export function corsFor(origins: readonly string[]): MiddlewareHandler {
   });
 }
 
+/**
+ * May a WebSocket upgrade from a page at `origin` join? A browser always names its page's
+ * origin; a page elsewhere would otherwise turn its visitors' tabs into contributors (or
+ * saboteurs) of this coordinator unasked. Same origin, the configured CORS origins, and clients
+ * that name none (headless workers) may.
+ */
+export function socketOriginAllowed(
+  origin: string | undefined,
+  host: string | undefined,
+  allowed: readonly string[],
+): boolean {
+  if (!origin) return true;
+  if (allowed.includes("*") || allowed.includes(origin)) return true;
+  try {
+    return new URL(origin).host === host;
+  } catch {
+    return false;
+  }
+}
+
 /** PANGEA_CORS_ORIGINS as a list ("" or absent: none). */
 export function parseOrigins(text: string | undefined): string[] {
   return (text ?? "")

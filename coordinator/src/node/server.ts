@@ -14,6 +14,7 @@ import type { IceServer } from "@pangea/shared";
 import type { AdmissionLimits } from "../core/admission.ts";
 import { Coordinator } from "../core/coordinator.ts";
 import { datasetApi } from "../core/dataset-catalog.ts";
+import { socketOriginAllowed } from "../core/surface.ts";
 import { createApi } from "../core/http-api.ts";
 import type { Peer } from "../core/ports.ts";
 import type { RunConfigInput } from "../core/run-config.ts";
@@ -155,6 +156,8 @@ export async function startServer(options: ServerOptions) {
     };
     if (path !== "/ws") return refuse("404 Not Found");
     if (stopping) return refuse("503 Service Unavailable");
+    if (!socketOriginAllowed(req.headers.origin, req.headers.host, options.corsOrigins ?? []))
+      return refuse("403 Forbidden");
     // Sized to the largest run's update, which can grow when a run is created.
     wss.options.maxPayload = coordinator.maxFrameBytes();
     // The socket's own address: a header could be forged by anyone, so a proxy in front must be

@@ -89,6 +89,39 @@ describe("the Node server's surface", () => {
     expect(preflight.headers["access-control-allow-origin"]).toBeUndefined();
   });
 
+  it("lets a WebSocket join from its own pages, configured origins and headless clients only", async () => {
+    const upgrade = (origin?: string) =>
+      new Promise<number>((resolve, reject) => {
+        const url = new URL("/ws", server.url);
+        const req = request({
+          host: url.hostname,
+          port: url.port,
+          path: url.pathname,
+          headers: {
+            connection: "Upgrade",
+            upgrade: "websocket",
+            "sec-websocket-version": "13",
+            "sec-websocket-key": "dGhlIHNhbXBsZSBub25jZQ==",
+            ...(origin ? { origin } : {}),
+          },
+        });
+        req.on("upgrade", (_res, socket) => {
+          socket.destroy();
+          resolve(101);
+        });
+        req.on("response", (res) => {
+          res.resume();
+          resolve(res.statusCode!);
+        });
+        req.on("error", reject);
+        req.end();
+      });
+    expect(await upgrade()).toBe(101);
+    expect(await upgrade(new URL(server.url).origin)).toBe(101);
+    expect(await upgrade("http://lab.example")).toBe(101);
+    expect(await upgrade("http://evil.example")).toBe(403);
+  });
+
   it("refuses an address after ten wrong admin tokens in a minute, the right one too, others not", async () => {
     const wrong = { authorization: "Bearer guess" };
     const right = { authorization: `Bearer ${TOKEN}` };
