@@ -1,7 +1,12 @@
 // The worker's side of the peer network: a PeerNetwork whose WebRTC connections live in the page
 // (page-peers.ts), reached through postMessage (worker-protocol.ts). Frames travel as copies:
 // a version's frame crosses once each way, small beside training on it.
-import { PeerFetchError, type PeerNetwork, type PeerStats } from "@pangea/shared/client";
+import {
+  emptyPeerStats,
+  PeerFetchError,
+  type PeerNetwork,
+  type PeerStats,
+} from "@pangea/shared/client";
 import type { PeerFromWorker, PeerToWorker } from "./worker-protocol.ts";
 
 export class WorkerPeers implements PeerNetwork {
@@ -10,13 +15,7 @@ export class WorkerPeers implements PeerNetwork {
     number,
     { resolve: (frame: Uint8Array) => void; reject: (e: unknown) => void }
   >();
-  private counts: PeerStats = {
-    connected: 0,
-    bytesIn: 0,
-    bytesOut: 0,
-    framesServed: 0,
-    framesFetched: 0,
-  };
+  private counts = emptyPeerStats();
 
   constructor(
     private readonly post: (m: PeerFromWorker) => void,

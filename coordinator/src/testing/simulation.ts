@@ -7,7 +7,12 @@ import { Coordinator, type CoordinatorOptions } from "../core/coordinator.ts";
 import { runEvaluation } from "../core/evaluation.ts";
 import { MemoryStore } from "../core/memory-store.ts";
 import type { Clock, Peer, Store } from "../core/ports.ts";
-import { PeerFetchError, type PeerNetwork, type PeerStats } from "@pangea/shared/client";
+import {
+  emptyPeerStats,
+  PeerFetchError,
+  type PeerNetwork,
+  type PeerStats,
+} from "@pangea/shared/client";
 import { HeadlessWorker, type HeadlessWorkerOptions } from "../worker/headless-worker.ts";
 
 /**
@@ -186,13 +191,7 @@ export type PeerBehaviour = "honest" | "liar" | "silent";
  */
 export class SimulatedPeers implements PeerNetwork {
   private readonly frames = new Map<number, Uint8Array>();
-  private readonly counts: PeerStats = {
-    connected: 0,
-    bytesIn: 0,
-    bytesOut: 0,
-    framesServed: 0,
-    framesFetched: 0,
-  };
+  private readonly counts = emptyPeerStats();
   constructor(
     private readonly sim: Simulation,
     private readonly id: () => string,

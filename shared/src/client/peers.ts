@@ -36,6 +36,11 @@ export interface PeerStats {
   framesFetched: number;
 }
 
+/** Counters at zero, for a PeerNetwork to start from. */
+export function emptyPeerStats(): PeerStats {
+  return { connected: 0, bytesIn: 0, bytesOut: 0, framesServed: 0, framesFetched: 0 };
+}
+
 export class PeerFetchError extends Error {
   override readonly name = "PeerFetchError";
   constructor(
@@ -106,13 +111,7 @@ export class WebRtcPeers implements PeerNetwork {
   private readonly connections = new Map<string, Connection>();
   private readonly frames = new Map<number, Uint8Array>();
   private readonly waiters = new Set<Waiter>();
-  private readonly counts: PeerStats = {
-    connected: 0,
-    bytesIn: 0,
-    bytesOut: 0,
-    framesServed: 0,
-    framesFetched: 0,
-  };
+  private readonly counts = emptyPeerStats();
   private serial = 0;
   private closed = false;
 
