@@ -852,6 +852,9 @@ export class Coordinator {
     this.counters.parameterFrames++;
     this.transmit(peer, cached.frame);
     session.knownVersion = cached.version;
+    // A peer named for this version or an older one will not be asked (the session holds it now):
+    // the naming must not be counted as a delivery when the session's update arrives.
+    session.fromPeers = session.fromPeers.filter((n) => n.version > cached.version);
     if (run.config.peers && session.peers) run.parameterSources.hold(session.id, cached.version);
   }
 
