@@ -160,6 +160,7 @@ test("four tabs share parameter frames over WebRTC; a tab without WebRTC trains 
 test("the same run without peers: every tab pulls every version from the coordinator", async ({
   browser,
 }) => {
+  // The comparison needs the first test's figures: when that one failed, this says nothing.
   test.skip(!withPeers, "needs the figures of the run with peers");
   test.setTimeout(10 * 60_000);
   const created = await server.api("/api/runs", {
