@@ -578,17 +578,25 @@ export class Coordinator {
         return;
       }
       case "gradientUpdate": {
-        // Trained from the current version: it holds that frame, and may serve it to peers.
-        if (session.peers && p.baseVersion === run.record.version)
-          run.parameterSources.hold(session.id, p.baseVersion);
+        const version = run.record.version;
+        const stats = run.sessions.get(session.id);
+        const refusedBefore = stats?.updatesRefused ?? 0;
+        const out = run.submit(session.id, m.messageId, p, now);
+        // Only an update the run took says what its sender holds: a refused one (a forged base
+        // version, a wrong shape) makes it no holder and credits no peer.
         const named = session.fromPeers.find((n) => n.version === p.baseVersion);
-        if (named) {
-          // It trained on the frame the peer sent (a fallback would have cleared the naming).
-          session.fromPeers = session.fromPeers.filter((n) => n !== named);
-          run.parameterSources.delivered(named.peer, session.id);
-          this.peerTraffic(run, named.peer, session.id, named.bytes);
+        if (named) session.fromPeers = session.fromPeers.filter((n) => n !== named);
+        if (stats && stats.updatesRefused === refusedBefore) {
+          // Trained from the current version: it holds that frame, and may serve it to peers.
+          if (session.peers && p.baseVersion === version)
+            run.parameterSources.hold(session.id, p.baseVersion);
+          if (named) {
+            // It trained on the frame the peer sent (a fallback would have cleared the naming).
+            run.parameterSources.delivered(named.peer, session.id);
+            this.peerTraffic(run, named.peer, session.id, named.bytes);
+          }
         }
-        this.route(run, run.submit(session.id, m.messageId, p, now));
+        this.route(run, out);
         return;
       }
       case "heartbeat":
