@@ -22,8 +22,8 @@ export default defineConfig<{ backend: Backend }>({
     acceptDownloads: true,
   },
   // The same specs against either coordinator: `backend` (support/fixtures.ts). The edge
-  // project runs the restart spec (tabs training MNIST through a SIGKILL of `wrangler dev`) and
-  // the dashboard's GPT run (three tabs, one closing and one joining). The MNIST churn spec runs
+  // project runs the restart spec (tabs training MNIST through a SIGKILL of `wrangler dev`), the
+  // dashboard's GPT run (three tabs, one closing and one joining) and a brought dataset (R2). The MNIST churn spec runs
   // on Node only: what it adds for the edge (each batch committed once while tabs come and go)
   // is the core suite's, which also runs inside workerd, and CI has 45 minutes.
   projects: [
@@ -31,7 +31,7 @@ export default defineConfig<{ backend: Backend }>({
     {
       name: "edge",
       use: { browserName: "chromium", backend: "edge" },
-      testMatch: ["restart.spec.ts", "dashboard.spec.ts"],
+      testMatch: ["restart.spec.ts", "dashboard.spec.ts", "datasets.spec.ts"],
     },
   ],
 });

@@ -7,8 +7,9 @@
 //   - the run's HTTP API is the core's own Hono app (createApi), reached through the Worker,
 //     creating the run included.
 // After an eviction the constructor rebuilds everything from storage: the run at its last
-// committed version, its sessions, and its open sockets. It first loads the datasets (the MNIST
-// shard, from the static assets), inside blockConcurrencyWhile, so no event arrives before.
+// committed version, its sessions, and its open sockets. It first loads the datasets (the
+// built-in shards from the static assets, and a brought one its run trains on from R2), inside
+// blockConcurrencyWhile, so no event arrives before.
 //
 // The platform's limits, which the core checks when a run is created, so that a run that could
 // not live here is refused with the reason rather than failing mid-run:
@@ -24,11 +25,12 @@ import {
   Coordinator,
   createApi,
   edgeAddress,
+  isAdmin,
   type Peer,
   parseIceServers,
 } from "@pangea/coordinator/core";
 import { DurableObject } from "cloudflare:workers";
-import { edgeDatasets } from "./datasets.ts";
+import { broughtDatasets, datasetNamed, edgeDatasets } from "./datasets.ts";
 import { DoSqliteStore } from "./do-store.ts";
 import type { RunIndex } from "./run-index.ts";
 
@@ -36,12 +38,16 @@ export interface Env {
   RUNS: DurableObjectNamespace<RunObject>;
   INDEX: DurableObjectNamespace<RunIndex>;
   ASSETS?: Fetcher;
+  /** Brought datasets (datasets.ts); without it, uploads are refused with the reason. */
+  DATASETS?: R2Bucket;
   PANGEA_ADMIN_TOKEN?: string;
   /** Join limits per address, as on Node (see the README). */
   PANGEA_NEW_SESSIONS_PER_MINUTE?: string;
   PANGEA_SESSIONS_PER_ADDRESS?: string;
   /** Origins whose pages may call the API (comma-separated); none by default. */
   PANGEA_CORS_ORIGINS?: string;
+  /** The largest file a brought dataset may come from (datasets.ts). */
+  PANGEA_DATASET_MAX_BYTES?: string;
 }
 
 const TICK_MS = 1000;
@@ -73,7 +79,14 @@ export class RunObject extends DurableObject<Env> {
     super(ctx, env);
     this.store = new DoSqliteStore(ctx.storage.sql);
     ctx.blockConcurrencyWhile(async () => {
-      const datasets = await edgeDatasets(env.ASSETS);
+      // The core resumes its run synchronously: a brought dataset it trains on is read first.
+      const datasets = {
+        ...(await edgeDatasets(env.ASSETS)),
+        ...(await broughtDatasets(
+          env.DATASETS,
+          this.store.listRuns().map((r) => r.config.dataset),
+        )),
+      };
       this.coordinator = new Coordinator(
         this.store,
         { now: () => Date.now() },
@@ -115,6 +128,17 @@ export class RunObject extends DurableObject<Env> {
       this.coordinator.connect(this.peer(server, address));
       await this.keepTicking();
       return new Response(null, { status: 101, webSocket: client });
+    }
+    // Creating the run: a brought dataset it names is read from R2 first. Only for the admin,
+    // whose request the API then checks and bounds: a stranger's body is not read twice.
+    if (
+      url.pathname === "/api/runs" &&
+      request.method === "POST" &&
+      isAdmin(request.headers.get("authorization") ?? undefined, this.env.PANGEA_ADMIN_TOKEN ?? "")
+    ) {
+      const name = await datasetNamed(request.clone());
+      const found = await broughtDatasets(this.env.DATASETS, name ? [name] : []);
+      for (const [n, source] of Object.entries(found)) this.coordinator.addDataset(n, source);
     }
     return this.api.fetch(request);
   }

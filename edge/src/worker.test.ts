@@ -1,8 +1,11 @@
 // The edge's Worker routes, inside workerd: the admin check, a bad config refused with the
 // core's reasons (and nothing created), a run created in its own Durable Object and listed
-// through the index, and its own routes answered by its object.
-import { SELF } from "cloudflare:test";
-import { expect, it } from "vitest";
+// through the index, and its own routes answered by its object; brought datasets in R2.
+import { lines, linesShard, tinyGpt } from "@pangea/coordinator/lines";
+import { sha256Hex } from "@pangea/shared";
+import { env, SELF } from "cloudflare:test";
+import { describe, expect, it } from "vitest";
+import { EDGE_DATASET_MAX_BYTES } from "./datasets.ts";
 
 it("guards, creates, lists and refuses runs like the Node server", async () => {
   const body = JSON.stringify({ name: "edge", dataset: "blobs", stop: { versions: 5 } });
@@ -112,30 +115,92 @@ it("creates MNIST runs from the static shard, and refuses what an isolate could 
   expect(metrics.match(/^# TYPE pangea_version gauge$/gm)).toHaveLength(1);
 });
 
-it("lists the built-in datasets and says why it keeps no brought ones", async () => {
-  const { datasets } = (await (await SELF.fetch("https://edge/api/datasets")).json()) as {
-    datasets: { name: string; kind: string; builtIn: boolean }[];
-  };
-  expect(datasets.map((d) => [d.name, d.kind, d.builtIn])).toEqual([
-    ["mnist", "images", true],
-    ["shakespeare", "text", true],
-  ]);
-  const form = () => {
-    const f = new FormData();
-    f.set("name", "plays");
-    f.set("kind", "text");
-    f.set("file", new Blob(["to be or not to be, that is the question.\n".repeat(40)]), "p.txt");
-    return f;
-  };
-  const anonymous = await SELF.fetch("https://edge/api/datasets", { method: "POST", body: form() });
-  expect(anonymous.status).toBe(401);
-  const upload = await SELF.fetch("https://edge/api/datasets", {
-    method: "POST",
-    headers: { authorization: "Bearer workerd-test-token" },
-    body: form(),
+describe("datasets people bring, kept in R2", () => {
+  const admin = { authorization: "Bearer workerd-test-token" };
+  const corpus = lines.kind === "text" ? lines.corpus : undefined;
+  const text = corpus
+    ? Array.from([...corpus.train, ...corpus.validation], (t) => corpus.vocabulary[t]).join("")
+    : "";
+  function upload(fields: Record<string, string | Uint8Array>, headers: HeadersInit = admin) {
+    const form = new FormData();
+    for (const [k, v] of Object.entries(fields))
+      if (typeof v === "string") form.set(k, v);
+      else form.set(k, new Blob([v as Uint8Array<ArrayBuffer>]), `${k}.bin`);
+    return SELF.fetch("https://edge/api/datasets", { method: "POST", headers, body: form });
+  }
+  const bucket = (env as unknown as { DATASETS: R2Bucket }).DATASETS;
+  const keys = async () => (await bucket.list()).objects.map((o) => o.key);
+  const listed = async () =>
+    (
+      (await (await SELF.fetch("https://edge/api/datasets")).json()) as {
+        datasets: { name: string; kind: string; builtIn: boolean }[];
+      }
+    ).datasets.map((d) => [d.name, d.kind, d.builtIn]);
+
+  it("stores an upload as one object, lists it, and trains a run on it", async () => {
+    expect(await listed()).toEqual([
+      ["mnist", "images", true],
+      ["shakespeare", "text", true],
+    ]);
+    const file = new TextEncoder().encode(text);
+    expect((await upload({ name: "plays", kind: "text", file }, {})).status).toBe(401);
+    const res = await upload({ name: "plays", kind: "text", file });
+    expect(res.status).toBe(201);
+    const record = (await res.json()) as { sha256: string; bytes: number };
+    expect(record).toMatchObject({ bytes: linesShard.byteLength, sha256: sha256Hex(linesShard) });
+    // The shard and its record, in one object.
+    const object = await bucket.get("datasets/plays");
+    expect(new Uint8Array(await object!.arrayBuffer())).toEqual(linesShard);
+    expect(JSON.parse(object!.customMetadata!.record!)).toEqual(record);
+    expect(await listed()).toEqual([
+      ["mnist", "images", true],
+      ["shakespeare", "text", true],
+      ["plays", "text", false],
+    ]);
+
+    // The run's own object reads the shard from R2 and serves it to contributors.
+    const created = await SELF.fetch("https://edge/api/runs", {
+      method: "POST",
+      headers: { ...admin, "content-type": "application/json" },
+      body: JSON.stringify({ name: "on plays", model: tinyGpt, dataset: "plays", batchSize: 4 }),
+    });
+    expect(created.status).toBe(201);
+    const run = (await created.json()) as { id: string; dataset: string };
+    const shard = await (await SELF.fetch(`https://edge/api/runs/${run.id}/shard`)).arrayBuffer();
+    expect(sha256Hex(new Uint8Array(shard))).toBe(record.sha256);
+
+    // A dataset that is not in the bucket is refused as unknown, and nothing is created.
+    const unknown = await SELF.fetch("https://edge/api/runs", {
+      method: "POST",
+      headers: { ...admin, "content-type": "application/json" },
+      body: JSON.stringify({ model: tinyGpt, dataset: "missing" }),
+    });
+    expect(unknown.status).toBe(400);
+    expect(JSON.stringify(await unknown.json())).toMatch(/missing/);
   });
-  expect(upload.status).toBe(400);
-  expect(((await upload.json()) as { problems: string[] }).problems[0]).toMatch(/need R2/);
+
+  it("refuses bad uploads with the Node server's reasons and leaves the bucket as it was", async () => {
+    await upload({ name: "plays", kind: "text", file: new TextEncoder().encode(text) });
+    const before = await keys();
+    const labels = new Uint8Array(50).map((_, i) => i % 5);
+    const cases: [Record<string, string | Uint8Array>, number, RegExp][] = [
+      [{ name: "plays", kind: "text", file: new TextEncoder().encode(text) }, 400, /exists/],
+      [{ name: "Bad Name", kind: "text", file: new TextEncoder().encode(text) }, 400, /name/],
+      [{ name: "short", kind: "text", file: new TextEncoder().encode("hi") }, 400, /1000/],
+      [{ name: "magic", kind: "images", images: new Uint8Array(64), labels }, 400, /magic/],
+      [
+        { name: "big", kind: "text", file: new Uint8Array(EDGE_DATASET_MAX_BYTES + 1).fill(97) },
+        413,
+        new RegExp(`limit of ${EDGE_DATASET_MAX_BYTES} bytes`),
+      ],
+    ];
+    for (const [fields, status, message] of cases) {
+      const res = await upload(fields);
+      expect(res.status, String(fields.name)).toBe(status);
+      expect(JSON.stringify(await res.json())).toMatch(message);
+    }
+    expect(await keys()).toEqual(before);
+  });
 });
 
 it("sends the security headers, keeps CORS closed, and limits wrong admin tokens per address", async () => {

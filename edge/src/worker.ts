@@ -17,7 +17,7 @@ import {
 } from "@pangea/coordinator/core";
 import { Hono } from "hono";
 import { type Env, RUN_ID_HEADER, RunObject } from "./run-object.ts";
-import { edgeDatasets } from "./datasets.ts";
+import { EDGE_DATASET_MAX_BYTES, edgeDatasets, R2Datasets } from "./datasets.ts";
 import { mergeExpositions } from "./metrics.ts";
 import { RunIndex } from "./run-index.ts";
 
@@ -104,22 +104,25 @@ app.get("/api/events", (c) =>
 app.all("/api/runs/:id/*", (c) => runObject(c.env, c.req.param("id")).fetch(c.req.raw));
 app.get("/api/runs/:id", (c) => runObject(c.env, c.req.param("id")).fetch(c.req.raw));
 
-// The datasets: the built-in ones, from the static assets. Brought datasets need a store the
-// Worker and every run object can read (R2); until that is built, an upload here is refused
-// with that reason, after its files were checked like on Node.
+// The datasets: the built-in ones, from the static assets, and those researchers bring, in R2
+// (the DATASETS binding). A deployment without the bucket checks an upload like any other and
+// then refuses it, saying what is missing.
 app.all("/api/datasets", (c) =>
   datasetApi({
     adminToken: c.env.PANGEA_ADMIN_TOKEN ?? "",
     builtIn: () => edgeDatasets(c.env.ASSETS),
-    storage: {
-      list: async () => [],
-      get: async () => undefined,
-      put: async () => {
-        throw new DatasetImportError([
-          "this coordinator keeps no brought datasets: on the edge they need R2, which Pangea does not use yet (bring them to a Node coordinator)",
-        ]);
-      },
-    },
+    maxBytes: Number(c.env.PANGEA_DATASET_MAX_BYTES) || EDGE_DATASET_MAX_BYTES,
+    storage: c.env.DATASETS
+      ? new R2Datasets(c.env.DATASETS)
+      : {
+          list: async () => [],
+          get: async () => undefined,
+          put: async () => {
+            throw new DatasetImportError([
+              "this coordinator keeps no brought datasets: bind an R2 bucket as DATASETS (see wrangler.toml)",
+            ]);
+          },
+        },
   }).fetch(c.req.raw),
 );
 
