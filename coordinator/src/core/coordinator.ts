@@ -25,7 +25,7 @@ import {
 import { type DatasetSources, hasDataset, loadDataset, unavailable } from "./datasets.ts";
 import { type EvaluationResult, type Evaluator, slicedEvaluator } from "./evaluation.ts";
 import type { Clock, Peer, RunRecord, Store } from "./ports.ts";
-import { type Outgoing, Run } from "./run.ts";
+import { COPY_BASES, type Outgoing, Run } from "./run.ts";
 import {
   type RunConfig,
   RunConfigError,
@@ -78,9 +78,10 @@ export interface CoordinatorOptions {
 const RESIDENT_COPIES = 10;
 
 /**
- * About what a run holds in memory: its parameter-sized buffers and the updates a version
- * gathers before it closes. (Redundancy's first copies, held until their replica arrives, are
- * not counted.) The dataset is shared by every run that names it and is not counted either.
+ * About what a run holds in memory: its parameter-sized buffers, the updates a version gathers
+ * before it closes, and with redundancy the parameters of the versions replicas may start from
+ * (COPY_BASES). (Redundancy's first copies, held until their replica arrives, are not counted.)
+ * The dataset is shared by every run that names it and is not counted either.
  */
 export function runMemoryBytes(
   config: RunConfig,
@@ -88,7 +89,8 @@ export function runMemoryBytes(
 ): number {
   const s = config.strategy;
   const gathered = s.kind === "asynchronous" ? s.buffer : s.targetUpdates;
-  return parameterCount * 4 * (RESIDENT_COPIES + gathered);
+  const bases = config.redundancy > 0 ? COPY_BASES : 0;
+  return parameterCount * 4 * (RESIDENT_COPIES + gathered + bases);
 }
 
 interface Session {
@@ -560,6 +562,11 @@ export class Coordinator {
           if (session.knownVersion !== answer.baseVersion)
             this.sendHeldOutParameters(peer, session, run);
         }
+        // So does a copy of a batch from a version that has closed since (redundancy).
+        else if (answer.type === "lease" && answer.baseVersion < run.record.version) {
+          if (session.knownVersion !== answer.baseVersion)
+            this.sendCopyParameters(peer, session, run, answer.baseVersion);
+        }
         // Parameters are pulled, not broadcast: a session that is behind gets the current ones
         // just before the lease that will use them. A version then costs one parameter frame
         // per lease, not one per connected tab.
@@ -965,6 +972,15 @@ export class Coordinator {
       run.traffic.bytesOut += bytes;
       stats.bytesOut = (stats.bytesOut ?? 0) + bytes;
     }
+  }
+
+  /** An older version's parameters, for a copy lease that starts from it. */
+  private sendCopyParameters(peer: Peer, session: Session, run: Run, version: number): void {
+    const kept = run.copyParameters(version);
+    if (!kept) return;
+    this.counters.parameterFrames++;
+    this.transmit(peer, this.encode({ type: "parameters", ...kept }, ""));
+    session.knownVersion = version;
   }
 
   /** The parameters of the version contributors are evaluating (usually the current one). */

@@ -103,6 +103,48 @@ describe("credit", () => {
     300_000,
   );
 
+  // A freeloader's chance of being checked is the share of its batches that get a second copy.
+  // Replicas used to be leased only while the first copy was still being computed, on the same
+  // version: a synchronous run checked 0.29 of its batches at redundancy 0.5, an asynchronous one
+  // 0.03, and a freeloader that answered at once was never checked.
+  it.each([
+    ["synchronous", { kind: "synchronous", targetUpdates: 6, stragglerMs: 2000 }],
+    ["asynchronous, a version per update", { kind: "asynchronous", buffer: 1, maxStaleness: 8 }],
+    ["asynchronous, a version per 4 updates", { kind: "asynchronous", buffer: 4 }],
+  ] as const)("checks the configured share of batches: %s", (_, strategy) =>
+    withStore((store) => {
+      for (const redundancy of [0.25, 0.5]) {
+        const sim = new Simulation(store);
+        const run = sim.coordinator.createRun({
+          name: "checked",
+          model: mlpSpec([16, 24, 4], { seed: 3 }),
+          dataset: "blobs",
+          batchSize: 16,
+          strategy,
+          aggregation: { kind: "median" },
+          optimizer: { learningRate: 3e-3 },
+          redundancy,
+          quarantineAfter: 3,
+          evaluateEvery: 50,
+          stop: { versions: 120 },
+        });
+        for (let i = 0; i < 7; i++) sim.addWorker({ runId: run.id });
+        sim.addWorker({ runId: run.id, attacks: ["random"], displayName: "random" });
+        sim.runUntil(() => run.record.state === "finished", 10_000_000);
+        const c = run.record.counters;
+        const rate = (c.replicaComparisons ?? 0) / c.updatesAccepted;
+        console.log(strategy.kind, redundancy, "checked", rate.toFixed(3), "of", c.updatesAccepted);
+        expect(rate).toBeGreaterThan(redundancy - 0.08);
+        expect(rate).toBeLessThan(redundancy + 0.08);
+        const freeloader = [...run.sessions.values()].find((s) => s.name === "random")!;
+        expect(freeloader.quarantined).toBe(true);
+        expect(freeloader.credit).toBe(0);
+        for (const s of run.sessions.values())
+          if (s.name !== "random") expect([s.name, s.strikes]).toEqual([s.name, 0]);
+      }
+    }),
+  );
+
   it("cleans a visitor's name for display", () => {
     expect(displayName("  Ada \u0000 Lovelace\n")).toBe("Ada Lovelace");
     expect(displayName("\u202eevil")).toBe("evil");

@@ -29,6 +29,11 @@ export function earn(s: SessionStats, samples: number): void {
   s.credit = (s.credit ?? 0) + samples;
 }
 
+/** A committed copy that a third copy later proved wrong: what it earned is given back. */
+export function unearn(s: SessionStats, samples: number): void {
+  s.credit = Math.max(0, (s.credit ?? 0) - samples);
+}
+
 /** Redundancy found two copies of a batch to agree: both sessions' samples are verified. */
 export function verify(s: SessionStats, samples: number): void {
   if (s.quarantined) return;

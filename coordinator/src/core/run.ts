@@ -14,7 +14,7 @@ import {
   type Tensor,
 } from "@pangea/shared";
 import { aggregate, updateNorm, type WeightedUpdate } from "./aggregate.ts";
-import { displayName, earn, forfeit, leaderboard, verify } from "./credit.ts";
+import { displayName, earn, forfeit, leaderboard, unearn, verify } from "./credit.ts";
 import { type RunData, sampleOffset } from "./datasets.ts";
 import { evaluationParts, type EvaluationJob, type EvaluationResult } from "./evaluation.ts";
 import { ContributorEvaluation, WINDOWS_PER_LEASE } from "./evaluation-leases.ts";
@@ -68,6 +68,12 @@ const MAX_LEASES = 2;
 const MIN_LEASE_MS = 10_000;
 /** Two copies of one batch from one version differing by more than this (relative L2) disagree. */
 const REPLICA_TOLERANCE = 0.05;
+/**
+ * The most closed versions a run with redundancy keeps the parameters of, so that a replica can
+ * start from its first copy's version after it closed: in an asynchronous run, a version closes
+ * with every update, and a replica must be computed within this many of them.
+ */
+export const COPY_BASES = 8;
 
 export class Run {
   readonly layout: ParameterLayout;
@@ -82,7 +88,12 @@ export class Run {
   readonly traffic = { bytesIn: 0, bytesOut: 0, peerBytes: 0 };
   private round: Contribution[] = [];
   private roundOpenedAt = 0;
-  /** First accepted copy of each redundant batch, kept until its replica arrives or the epoch moves on. */
+  /**
+   * The parameters of recent versions (at most COPY_BASES), when the run uses redundancy: a
+   * replica is computed from its first copy's version, which may have closed since.
+   */
+  private readonly copyBases = new Map<number, Float32Array>();
+  /** First accepted copy of each redundant batch, kept until its replica arrives or its version is no longer kept. */
   private readonly firstCopies = new Map<
     string,
     { tensors: Float32Array[]; sessionId: string; base: number }
@@ -267,7 +278,13 @@ export class Run {
     // may still compute a copy of someone else's batch: copies never vote, and this is how the
     // configured share of batches gets checked without costing the run a vote.
     if (this.config.strategy.kind !== "asynchronous" && (voted || working)) {
-      const copy = this.scheduler.issueCopy(sessionId, now, duration, this.record.version);
+      const copy = this.scheduler.issueCopy(
+        sessionId,
+        now,
+        duration,
+        this.record.version,
+        this.keeps,
+      );
       if (copy) return this.leasePayload(copy);
     }
     // One vote per session per version: a session whose update is already in the open version
@@ -288,7 +305,7 @@ export class Run {
         "this session already works on the open version; wait for the next",
         { retryAfterMs: 250 },
       );
-    const lease = this.scheduler.issue(sessionId, now, duration, this.record.version);
+    const lease = this.scheduler.issue(sessionId, now, duration, this.record.version, this.keeps);
     if (!lease)
       return errorPayload(
         "rateLimited",
@@ -340,19 +357,29 @@ export class Run {
     };
   }
 
+  /** Whether a copy may be leased on `version`: its parameters are kept. */
+  private readonly keeps = (version: number) => this.copyBases.has(version);
+
+  /** The parameters of an older version a copy lease starts from, if kept. */
+  copyParameters(version: number): { version: number; tensors: Tensor[] } | undefined {
+    const kept = this.copyBases.get(version);
+    return kept && { version, tensors: this.tensorsOf(kept) };
+  }
+
+  private tensorsOf(parameters: Float32Array): Tensor[] {
+    return this.layout.slots.map((slot) => ({
+      shape: slot.shape,
+      dtype: "float32",
+      name: slot.name,
+      data: parameters.subarray(slot.offset, slot.offset + slot.size),
+    }));
+  }
+
   /** The parameters evaluation leases measure (the version contributors are evaluating). */
   heldOutParameters(): { version: number; tensors: Tensor[] } | undefined {
     const c = this.contributed;
     if (!c) return undefined;
-    return {
-      version: c.job.version,
-      tensors: this.layout.slots.map((slot) => ({
-        shape: slot.shape,
-        dtype: "float32",
-        name: slot.name,
-        data: c.job.parameters.subarray(slot.offset, slot.offset + slot.size),
-      })),
-    };
+    return { version: c.job.version, tensors: this.tensorsOf(c.job.parameters) };
   }
 
   /** A contributor's report on an evaluation lease. */
@@ -436,6 +463,7 @@ export class Run {
       maxNorm: this.config.maxUpdateNorm,
       samples: lease ? this.leaseSamples(lease) : 0,
       innerSteps: this.innerSteps,
+      copy: lease !== undefined && this.scheduler.hasCopyIn(lease),
     });
     if (!checked.ok) {
       // The session's own lease ends with the refusal, so its batch is handed out again.
@@ -518,12 +546,15 @@ export class Run {
           continue;
         }
         this.strike(other);
-        // A wrong first copy is still in the open version (disputes lapse when it closes):
-        // it earns nothing when that version commits.
-        if (i === 0)
-          for (const e of this.round)
-            if (e.sessionId === c.sessionId && `${e.lease.epoch}:${e.lease.batch}` === batchKey)
-              e.disproved = true;
+        // A wrong first copy still in the open version earns nothing when it commits; one
+        // already committed gives back what it earned.
+        if (i === 0) {
+          const open = this.round.filter(
+            (e) => e.sessionId === c.sessionId && `${e.lease.epoch}:${e.lease.batch}` === batchKey,
+          );
+          for (const e of open) e.disproved = true;
+          if (open.length === 0) unearn(other, copy.samples);
+        }
       }
       return;
     }
@@ -812,11 +843,20 @@ export class Run {
         payload: errorPayload("runNotActive", "the run finished: its stop condition was reached"),
       });
     }
-    if (epochDone) this.firstCopies.clear();
-    // A copy from an older version could not be compared any more (it is refused as stale, or
-    // computed on other parameters): unsettled disputes lapse, striking no one.
-    for (const [key, d] of this.disputes) if (d.base < r.version) this.disputes.delete(key);
-    this.scheduler.forgetCopiesBefore(r.version);
+    // A copy starts from its first copy's version, whose parameters are kept while a copy may
+    // still want them (at most COPY_BASES versions, the oldest let go first). A copy that can no
+    // longer be computed leaves its first copy unchecked, and an unsettled dispute lapses.
+    if (c.redundancy > 0) {
+      this.copyBases.set(r.version - 1, before);
+      for (const v of [...this.copyBases.keys()])
+        if (!this.scheduler.needs(v)) this.copyBases.delete(v);
+      while (this.copyBases.size > COPY_BASES)
+        this.copyBases.delete(Math.min(...this.copyBases.keys()));
+    }
+    const kept = (v: number) => v === r.version || this.copyBases.has(v);
+    for (const [key, d] of this.disputes) if (!kept(d.base)) this.disputes.delete(key);
+    for (const [key, f] of this.firstCopies) if (!kept(f.base)) this.firstCopies.delete(key);
+    this.scheduler.forgetCopies(kept);
     if (evaluate || r.state === "finished") this.evaluationDue = true;
     return out;
   }

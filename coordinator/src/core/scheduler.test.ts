@@ -99,6 +99,26 @@ describe("the scheduler", () => {
     expect(s.accept(b.id)).toBe("duplicate");
   });
 
+  it("wants a replica after its first copy came in, from that version, and again if it lapses", () => {
+    const s = fresh(4, 1);
+    const first = s.issue("a", 0, 100, 0)!;
+    expect(s.accept(first.id)).toBe("counted");
+    // The run moved on to version 3 and keeps version 0: the replica starts from version 0.
+    const keeps = (v: number) => v === 0;
+    expect(s.issueCopy("a", 0, 100, 3, keeps)).toBeUndefined(); // not to the first's session
+    expect(s.issueCopy("b", 0, 100, 3, () => false)).toBeUndefined(); // version 0 is gone
+    const copy = s.issueCopy("b", 0, 100, 3, keeps)!;
+    expect([copy.batch, copy.baseVersion, copy.replica]).toEqual([first.batch, 0, 1]);
+    expect(s.needs(0)).toBe(true);
+    // Its session goes quiet: the copy is wanted from someone else, still never from "a".
+    s.expire(100);
+    expect(s.issueCopy("a", 100, 100, 3, keeps)).toBeUndefined();
+    const again = s.issueCopy("c", 100, 100, 3, keeps)!;
+    expect([again.batch, again.baseVersion]).toEqual([first.batch, 0]);
+    expect(s.accept(again.id)).toBe("duplicate");
+    expect(s.needs(0)).toBe(false);
+  });
+
   it("resumes an epoch from its committed batches", () => {
     const s = fresh(5);
     const done = [0, 1, 2].map(() => s.issue("a", 0, 100, 0)!);

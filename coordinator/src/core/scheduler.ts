@@ -58,6 +58,8 @@ export class Scheduler {
     string,
     { epoch: number; batch: number; baseVersion: number; exclude: ReadonlySet<string> }
   >();
+  /** Copy leases' exclusions (the sessions whose copies they check), to want again if dropped. */
+  private readonly copyExclude = new Map<number, ReadonlySet<string>>();
   private nextLeaseId: number;
   /** Leases that expired and whose batch went back to the queue, since the start. */
   reissues = 0;
@@ -129,8 +131,9 @@ export class Scheduler {
     now: number,
     durationMs: number,
     baseVersion: number,
+    keeps: (version: number) => boolean = () => false,
   ): Lease | undefined {
-    const copy = this.issueCopy(sessionId, now, durationMs, baseVersion);
+    const copy = this.issueCopy(sessionId, now, durationMs, baseVersion, keeps);
     if (copy) return copy;
     for (const e of [this.current, this.next]) {
       const batch = this.nextFree(e);
@@ -141,25 +144,30 @@ export class Scheduler {
   }
 
   /**
-   * A lease on a copy of a batch another session is computing, if one is due, else undefined. A
-   * disputed batch's third copy first: it decides who computed it wrongly. Then a redundant
-   * batch's replica, while its first copy is still being computed (once that copy is in, there
-   * is nothing left to compare it with), so the configured share of batches really is computed
-   * twice and a freeloader is checked at that rate. Only from the same version: the copy is
-   * computed on the parameters the session has now, and two copies compare only when they
-   * started from the same ones. A copy never votes, so a session that already works on (or has
-   * voted in) the open version may take one.
+   * A lease on a copy of a batch another session computed or is computing, if one is due, else
+   * undefined. A disputed batch's third copy first: it decides who computed it wrongly. Then a
+   * redundant batch's replica: while its first copy is being computed, or after it came in
+   * (accept wants one then), so that the configured share of batches really is computed twice
+   * and a freeloader that answers at once is checked at that rate too. Two copies compare only
+   * when they started from the same parameters: a copy is leased on its first copy's version,
+   * the current one (`baseVersion`) or an older one the run still keeps (`keeps`), whose
+   * parameters then go with the lease. A copy never votes, so a session that already works on
+   * (or has voted in) the open version may take one.
    */
   issueCopy(
     sessionId: string,
     now: number,
     durationMs: number,
     baseVersion: number,
+    keeps: (version: number) => boolean = () => false,
   ): Lease | undefined {
+    const from = (v: number) => v === baseVersion || keeps(v);
     for (const [key, w] of this.wanted) {
-      if (w.baseVersion !== baseVersion || w.exclude.has(sessionId)) continue;
+      if (!from(w.baseVersion) || w.exclude.has(sessionId)) continue;
       this.wanted.delete(key);
-      return this.lease(sessionId, w.epoch, w.batch, now, durationMs, baseVersion, 1);
+      const copy = this.lease(sessionId, w.epoch, w.batch, now, durationMs, w.baseVersion, 1);
+      this.copyExclude.set(copy.id, w.exclude);
+      return copy;
     }
     if (this.redundancy <= 0) return undefined;
     for (const live of this.byBatch.values()) {
@@ -168,25 +176,52 @@ export class Scheduler {
         live.length === 1 &&
         first.replica === 0 &&
         first.sessionId !== sessionId &&
-        first.baseVersion === baseVersion &&
+        from(first.baseVersion) &&
         this.isRedundant(first.epoch, first.batch)
-      )
-        return this.lease(sessionId, first.epoch, first.batch, now, durationMs, baseVersion, 1);
+      ) {
+        const copy = this.lease(
+          sessionId,
+          first.epoch,
+          first.batch,
+          now,
+          durationMs,
+          first.baseVersion,
+          1,
+        );
+        this.copyExclude.set(copy.id, new Set([first.sessionId]));
+        return copy;
+      }
     }
     return undefined;
   }
 
   /**
    * Asks for one more copy of a batch whose two copies disagreed, computed from `baseVersion`
-   * by a session other than `exclude`; wanted until that version closes (forgetCopiesBefore).
+   * by a session other than `exclude`; wanted while that version's parameters are kept
+   * (forgetCopies).
    */
   wantCopy(epoch: number, batch: number, baseVersion: number, exclude: readonly string[]): void {
     this.wanted.set(`${epoch}:${batch}`, { epoch, batch, baseVersion, exclude: new Set(exclude) });
   }
 
-  /** Copies wanted from versions before `version` can no longer be compared: forgotten. */
-  forgetCopiesBefore(version: number): void {
-    for (const [key, w] of this.wanted) if (w.baseVersion < version) this.wanted.delete(key);
+  /** Copies wanted from versions whose parameters are no longer kept cannot be computed: forgotten. */
+  forgetCopies(kept: (version: number) => boolean): void {
+    for (const [key, w] of this.wanted) if (!kept(w.baseVersion)) this.wanted.delete(key);
+  }
+
+  /**
+   * Whether a copy may still start from `version`: one is wanted from it, or leased on it, or a
+   * redundant batch's first copy is leased on it (its replica is due).
+   */
+  needs(version: number): boolean {
+    for (const w of this.wanted.values()) if (w.baseVersion === version) return true;
+    for (const l of this.leases.values())
+      if (
+        l.baseVersion === version &&
+        (l.replica === 1 || (this.redundancy > 0 && this.isRedundant(l.epoch, l.batch)))
+      )
+        return true;
+    return false;
   }
 
   /** Removes leases past their deadline; their batches go back to the front of the queue. */
@@ -222,7 +257,23 @@ export class Scheduler {
     const e = this.stateOf(l.epoch);
     if (!e || e.pending.has(l.batch) || e.done.has(l.batch)) return "duplicate";
     e.pending.add(l.batch);
+    // A redundant batch whose first copy came in before anyone took its replica: wanted still,
+    // from the same version, by someone else.
+    const key = `${l.epoch}:${l.batch}`;
+    if (
+      l.replica === 0 &&
+      this.redundancy > 0 &&
+      !this.byBatch.has(key) &&
+      this.isRedundant(l.epoch, l.batch)
+    )
+      this.wantCopy(l.epoch, l.batch, l.baseVersion, [l.sessionId]);
     return "counted";
+  }
+
+  /** Whether the lease's batch already has a copy in (pending or done): this one is compared. */
+  hasCopyIn(l: Lease): boolean {
+    const e = this.stateOf(l.epoch);
+    return !e || e.pending.has(l.batch) || e.done.has(l.batch);
   }
 
   /** Pending batches that will not be committed (their version was abandoned) are free again. */
@@ -311,6 +362,7 @@ export class Scheduler {
 
   private forget(l: Lease): void {
     this.leases.delete(l.id);
+    this.copyExclude.delete(l.id);
     const key = `${l.epoch}:${l.batch}`;
     const live = (this.byBatch.get(key) ?? []).filter((x) => x.id !== l.id);
     if (live.length > 0) this.byBatch.set(key, live);
@@ -318,9 +370,14 @@ export class Scheduler {
   }
 
   private drop(l: Lease): void {
+    const exclude = this.copyExclude.get(l.id);
     this.forget(l);
     const e = this.stateOf(l.epoch);
     if (e && !this.taken(e, l.batch)) e.returned.push(l.batch);
+    // A copy that will not come (expired, its session gone, refused) is wanted from someone else,
+    // while the copy it checks is in.
+    else if (exclude && e && (e.pending.has(l.batch) || e.done.has(l.batch)))
+      this.wantCopy(l.epoch, l.batch, l.baseVersion, [...exclude]);
   }
 
   /** Whether a batch goes to two sessions: a seeded draw, the same on restart. */

@@ -38,6 +38,11 @@ export interface UpdateContext {
   samples: number;
   /** The inner steps the run asks for (1 unless localSgd). */
   innerSteps: number;
+  /**
+   * The update is a copy of a batch whose other copy is in (redundancy): it is compared, never
+   * aggregated, so it may come from a closed version, but only from its lease's.
+   */
+  copy?: boolean;
 }
 
 const refuse = (code: ErrorCode, message: string): Checked => ({ ok: false, code, message });
@@ -72,7 +77,12 @@ export function checkUpdate(u: GradientUpdate, ctx: UpdateContext): Checked {
       "staleVersion",
       `lease ${u.leaseId} was for version ${lease.baseVersion}, the update claims ${u.baseVersion}`,
     );
-  const stale = staleness(ctx.strategy, u.baseVersion, ctx.version);
+  if (ctx.copy && u.baseVersion !== lease.baseVersion)
+    return refuse(
+      "staleVersion",
+      `lease ${u.leaseId} is a copy from version ${lease.baseVersion}; the update claims ${u.baseVersion}`,
+    );
+  const stale = ctx.copy ? undefined : staleness(ctx.strategy, u.baseVersion, ctx.version);
   if (stale) return { ok: false, ...stale };
   // A contributor's claims are checked against what the coordinator handed out, never used:
   // the update's weight and the session's credit come from the lease.
