@@ -9,6 +9,7 @@ import type {
   RunRecord,
   RunSnapshot,
   SessionRecord,
+  SessionStats,
   Store,
 } from "@pangea/coordinator/ports";
 
@@ -75,6 +76,18 @@ export class DoSqliteStore implements Store {
         id,
         metric.version,
         JSON.stringify(metric),
+      );
+    this.updateSessions(id, s.sessions ?? []);
+  }
+
+  /** One event's writes are one transaction on a Durable Object's storage. */
+  updateSessions(runId: string, stats: SessionStats[]): void {
+    for (const st of stats)
+      this.sql.exec(
+        "UPDATE sessions SET stats = ? WHERE id = ? AND run_id = ?",
+        JSON.stringify(st),
+        st.id,
+        runId,
       );
   }
 

@@ -145,6 +145,37 @@ describe("credit", () => {
     }),
   );
 
+  // Credit used to be written only when a session joined, left or was quarantined: a crash
+  // lost everything earned since, though every update behind it had been acknowledged.
+  it("is written with each commit, so a crash loses none that was acknowledged", () =>
+    withStore((store) => {
+      const sim = new Simulation(store);
+      const run = sim.coordinator.createRun({
+        name: "durable credit",
+        model: mlpSpec([16, 24, 4], { seed: 3 }),
+        dataset: "blobs",
+        batchSize: 16,
+        strategy: { kind: "synchronous", targetUpdates: 4, stragglerMs: 2000 },
+        redundancy: 0.5,
+        evaluateEvery: 50,
+      });
+      const workers = Array.from({ length: 5 }, () => sim.addWorker({ runId: run.id }));
+      // Right after a commit: every update and copy it acknowledged is credited in memory.
+      sim.runUntil(() => run.record.version >= 30, 10_000_000);
+      const acknowledged = new Map(
+        [...run.sessions.values()].map((s) => [s.id, [s.credit ?? 0, s.verifiedCredit ?? 0]]),
+      );
+      expect([...acknowledged.values()].reduce((a, [c]) => a + c, 0)).toBeGreaterThan(0);
+      expect(workers.every((w) => w.acks > 0)).toBe(true);
+      sim.restart(); // no leave, no flush: the process died
+      const stored = new Map(
+        store
+          .sessions(run.id)
+          .map((r) => [r.stats.id, [r.stats.credit ?? 0, r.stats.verifiedCredit ?? 0]]),
+      );
+      expect(stored).toEqual(acknowledged);
+    }));
+
   it("cleans a visitor's name for display", () => {
     expect(displayName("  Ada \u0000 Lovelace\n")).toBe("Ada Lovelace");
     expect(displayName("\u202eevil")).toBe("evil");

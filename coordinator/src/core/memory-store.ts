@@ -1,6 +1,13 @@
 // The Store in memory: for the core's tests and for a coordinator started without a data
 // directory. Snapshots are copied in and out, so a caller's later writes never leak into it.
-import type { MetricPoint, RunRecord, RunSnapshot, SessionRecord, Store } from "./ports.ts";
+import type {
+  MetricPoint,
+  RunRecord,
+  RunSnapshot,
+  SessionRecord,
+  SessionStats,
+  Store,
+} from "./ports.ts";
 
 const copy = (s: RunSnapshot): RunSnapshot => structuredClone(s);
 
@@ -26,9 +33,18 @@ export class MemoryStore implements Store {
   }
 
   commitVersion(snapshot: RunSnapshot, metric?: MetricPoint): void {
-    this.runs.set(snapshot.record.id, copy(snapshot));
+    const { sessions, ...run } = snapshot;
+    this.runs.set(snapshot.record.id, copy(run));
     if (metric) this.pointsOf(snapshot.record.id).push({ ...metric });
+    this.updateSessions(snapshot.record.id, sessions ?? []);
     this.commits++;
+  }
+
+  updateSessions(runId: string, stats: SessionStats[]): void {
+    for (const st of stats) {
+      const row = this.sessionRows.get(st.id);
+      if (row?.runId === runId) row.stats = structuredClone(st);
+    }
   }
 
   updateRun(record: RunRecord): void {

@@ -64,6 +64,12 @@ export interface RunSnapshot {
   parameters: Float32Array;
   optimizer: OptimizerState;
   progress: EpochProgress;
+  /**
+   * With a commit: the counts of the run's sessions that changed since the last one (their
+   * credit among them), written in the same transaction, so what a commit acknowledged is
+   * credited after a crash too. Sessions not saved before are left alone.
+   */
+  sessions?: SessionStats[];
 }
 
 export interface MetricPoint {
@@ -132,10 +138,12 @@ export interface Store {
   /** The run's metric history, oldest first, at most `limit` points (the latest ones). */
   metrics(runId: string, limit?: number): MetricPoint[];
   /**
-   * Writes (or replaces) a session: on join, on leave and on quarantine. Its counts are as of
-   * that moment (a crash loses the counts since), its token and quarantine are exact.
+   * Writes (or replaces) a session: on join, on leave and on quarantine; its counts are
+   * written again with each commit that changed them.
    */
   saveSession(session: SessionRecord): void;
+  /** The counts of sessions saved before (see RunSnapshot.sessions), outside a commit. */
+  updateSessions(runId: string, stats: SessionStats[]): void;
   /** The run's sessions (every one it has had). */
   sessions(runId: string): SessionRecord[];
   /** The session a token resumes, from any run, if it was ever saved. */

@@ -104,6 +104,10 @@ export class Run {
     { base: number; copies: Array<{ sessionId: string; tensors: Float32Array[] }> }
   >();
   private lastCommitAt: number;
+  /** Sessions whose counts changed since the last commit: written with the next one. */
+  private readonly touched = new Set<string>();
+  /** Acknowledgements of copies, whose credit is durable only with the next commit. */
+  private heldAcks: Outgoing[] = [];
 
   private constructor(
     public record: RunRecord,
@@ -452,6 +456,7 @@ export class Run {
           }),
         },
       ];
+    this.touched.add(sessionId);
     const lease = this.scheduler.get(u.leaseId);
     const checked = checkUpdate(u, {
       sessionId,
@@ -481,13 +486,13 @@ export class Run {
     const batchKey = `${l.epoch}:${l.batch}`;
     if (this.scheduler.accept(l.id) === "duplicate") {
       // A replica (or a late copy of a batch someone else finished): compared, never counted.
+      // Acknowledged with the next commit, which writes the credit the comparison gave.
       this.compareCopy(batchKey, l, { sessionId, tensors: checked.tensors, samples });
-      return [
-        {
-          to: sessionId,
-          payload: { type: "ack", ref: messageId, leaseId: l.id, version: this.record.version },
-        },
-      ];
+      this.heldAcks.push({
+        to: sessionId,
+        payload: { type: "ack", ref: messageId, leaseId: l.id, version: this.record.version },
+      });
+      return [];
     }
     if (this.config.redundancy > 0)
       this.firstCopies.set(batchKey, { tensors: checked.tensors, sessionId, base: l.baseVersion });
@@ -539,6 +544,7 @@ export class Run {
       for (const [i, c] of dispute.copies.entries()) {
         const other = this.sessions.get(c.sessionId);
         if (!other) continue;
+        this.touched.add(other.id);
         if (agreeing.includes(c)) {
           // The replica (the second copy) earns now; the first copy earns when it is committed.
           if (i > 0) earn(other, copy.samples);
@@ -562,6 +568,7 @@ export class Run {
     this.firstCopies.delete(batchKey);
     if (!first || first.base !== l.baseVersion) return;
     const other = this.sessions.get(first.sessionId);
+    if (other) this.touched.add(other.id);
     s.replicasChecked = (s.replicasChecked ?? 0) + 1;
     if (other) other.replicasChecked = (other.replicasChecked ?? 0) + 1;
     counters.replicaComparisons = (counters.replicaComparisons ?? 0) + 1;
@@ -651,11 +658,20 @@ export class Run {
    * batches are simply handed out again later. Either way nothing acknowledged is lost.
    */
   flush(now: number): Outgoing[] {
-    if (this.round.length === 0) return [];
-    if (this.voters() >= this.quorum()) return this.closeVersion(now, true);
-    this.scheduler.unpend(this.round.map((e) => e.lease));
-    this.round = [];
-    return [];
+    const out: Outgoing[] = [];
+    if (this.round.length > 0 && this.voters() >= this.quorum())
+      out.push(...this.closeVersion(now, true));
+    else if (this.round.length > 0) {
+      this.scheduler.unpend(this.round.map((e) => e.lease));
+      this.round = [];
+    }
+    // Copies compared since the last commit: their credit is written, then acknowledged.
+    if (this.heldAcks.length > 0 || this.touched.size > 0) {
+      this.store.updateSessions(this.id, this.takeTouched());
+      out.push(...this.heldAcks);
+      this.heldAcks = [];
+    }
+    return out;
   }
 
   /**
@@ -745,6 +761,7 @@ export class Run {
 
   /** Counts a strike; quarantines the session (and ends its leases) at the run's limit. */
   private strike(s: SessionStats): boolean {
+    this.touched.add(s.id);
     s.strikes++;
     if (s.quarantined || s.strikes < this.config.quarantineAfter) return false;
     s.quarantined = true;
@@ -752,6 +769,17 @@ export class Run {
     this.scheduler.release(s.id);
     this.contributed?.release(s.id);
     return true;
+  }
+
+  /** The stats of the sessions touched since the last write, for the Store; forgets them. */
+  private takeTouched(): SessionStats[] {
+    const stats: SessionStats[] = [];
+    for (const id of this.touched) {
+      const s = this.sessions.get(id);
+      if (s) stats.push(s);
+    }
+    this.touched.clear();
+    return stats;
   }
 
   /** Aggregates the gathered updates, steps the optimizer, commits, then announces. */
@@ -828,14 +856,17 @@ export class Run {
         parameters: this.parameters,
         optimizer: this.optimizer,
         progress: this.scheduler.progress(),
+        sessions: this.takeTouched(),
       },
       metric,
     );
-    // Committed: now it may be told.
+    // Committed: now it may be told, and so may the copies compared since the last commit.
     const out: Outgoing[] = round.map((e) => ({
       to: e.sessionId,
       payload: { type: "ack", ref: e.messageId, leaseId: e.lease.id, version: r.version },
     }));
+    out.push(...this.heldAcks);
+    this.heldAcks = [];
     if (r.state === "finished") {
       for (const l of this.scheduler.liveLeases()) this.scheduler.revoke(l.id);
       out.push({

@@ -1,7 +1,8 @@
 // The coordinator is killed with SIGKILL at 20 random moments (a random 5 to 40 versions apart)
 // while four workers train, and restarted each time. Every restart must resume at the last committed version: never below a
 // version any worker was told of (acknowledgements and parameters go out only after the commit),
-// never below the previous restart's; and training must still reach its target.
+// never below the previous restart's; and training must still reach its target, with every
+// committed sample still credited.
 import { seededRandom } from "@pangea/shared";
 import { afterAll, expect, it } from "vitest";
 import { type ServerProcess, serverProcess } from "../testing/server-process.ts";
@@ -68,7 +69,14 @@ it("resumes at its last committed version after each of 20 SIGKILLs, and still r
     state: string;
     version: number;
     evaluation: { accuracy: number };
+    counters: { samples: number };
+    workers: { credit?: number }[];
   };
+  // Every committed sample is credited to the session whose update it was: credit is written
+  // with each commit, so no kill took any back (the workers resumed their sessions by token).
+  const credited = status.workers.reduce((a, w) => a + (w.credit ?? 0), 0);
+  console.log(`credited ${credited} of ${status.counters.samples} committed samples`);
+  expect(credited).toBe(status.counters.samples);
   console.log(`resumed at versions ${resumedAt.join(", ")}; finished at ${status.version}`);
   expect(status.state).toBe("finished");
   expect(status.evaluation.accuracy).toBeGreaterThanOrEqual(0.95);

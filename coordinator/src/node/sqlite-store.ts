@@ -5,7 +5,14 @@
 import { mkdirSync } from "node:fs";
 import { join } from "node:path";
 import Database from "better-sqlite3";
-import type { MetricPoint, RunRecord, RunSnapshot, SessionRecord, Store } from "../core/ports.ts";
+import type {
+  MetricPoint,
+  RunRecord,
+  RunSnapshot,
+  SessionRecord,
+  SessionStats,
+  Store,
+} from "../core/ports.ts";
 
 const floats = (b: Buffer): Float32Array => {
   // A copy into an aligned buffer: SQLite's blob buffers need not be 4-byte aligned.
@@ -81,6 +88,7 @@ export class SqliteStore implements Store {
         "UPDATE runs SET record = ?, parameters = ?, opt_step = ?, opt_m = ?, opt_v = ?, progress = ? WHERE id = ?",
       ),
       record: this.db.prepare("UPDATE runs SET record = ? WHERE id = ?"),
+      updateStats: this.db.prepare("UPDATE sessions SET stats = ? WHERE id = ? AND run_id = ?"),
       saveSession: this.db.prepare(
         "INSERT OR REPLACE INTO sessions (id, run_id, token, stats) VALUES (?, ?, ?, ?)",
       ),
@@ -120,6 +128,14 @@ export class SqliteStore implements Store {
     this.db.transaction(() => {
       this.statements.replace.run(...columns(s), s.record.id);
       if (metric) this.statements.metric.run(metric.runId, metric.version, JSON.stringify(metric));
+      for (const stats of s.sessions ?? [])
+        this.statements.updateStats.run(JSON.stringify(stats), stats.id, s.record.id);
+    })();
+  }
+
+  updateSessions(runId: string, stats: SessionStats[]): void {
+    this.db.transaction(() => {
+      for (const st of stats) this.statements.updateStats.run(JSON.stringify(st), st.id, runId);
     })();
   }
 
