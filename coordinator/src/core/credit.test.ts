@@ -165,7 +165,7 @@ describe("credit", () => {
       const acknowledged = new Map(
         [...run.sessions.values()].map((s) => [s.id, [s.credit ?? 0, s.verifiedCredit ?? 0]]),
       );
-      expect([...acknowledged.values()].reduce((a, [c]) => a + c, 0)).toBeGreaterThan(0);
+      expect([...acknowledged.values()].reduce((a, [c]) => a + (c ?? 0), 0)).toBeGreaterThan(0);
       expect(workers.every((w) => w.acks > 0)).toBe(true);
       sim.restart(); // no leave, no flush: the process died
       const stored = new Map(
