@@ -3,6 +3,7 @@
 // `pnpm bench:attacks`.
 import { describe, expect, it } from "vitest";
 import { attackedRun } from "../testing/attacks.ts";
+import { linesVocabulary } from "../testing/lines.ts";
 import { withStore } from "../testing/with-store.ts";
 import { alieZ, Collusion, inverseNormal } from "../worker/collusion.ts";
 import { RECOMMENDED_AGGREGATION, RunConfigError, resolveRunConfig } from "./run-config.ts";
@@ -88,6 +89,33 @@ describe("robust rules under attack on MNIST", () => {
         if (baseline !== undefined) {
           expect(baseline).toBeGreaterThan(0.85);
           expect(r.accuracy).toBeGreaterThanOrEqual(baseline - 0.02);
+        }
+      }),
+    600_000,
+  );
+});
+
+describe("the recommended rule under attack on a GPT", () => {
+  it(
+    "keeps the tiny GPT's validation loss within 2% of its clean run under 20% ALIE and IPM",
+    () =>
+      withStore((store) => {
+        const settings = {
+          workers: 10,
+          versions: 60,
+          task: "lines",
+          aggregation: RECOMMENDED_AGGREGATION,
+        } as const;
+        const clean = attackedRun(store, { ...settings, attack: "none", fraction: 0 });
+        expect(clean.loss).toBeLessThan(Math.log(linesVocabulary) - 0.3);
+        for (const attack of ["alie", "ipm"] as const) {
+          const r = attackedRun(store, { ...settings, attack, fraction: 0.2 });
+          console.log(
+            `tiny GPT, ${attack} at 0.2: ${r.loss.toFixed(4)} (clean ${clean.loss.toFixed(4)})`,
+          );
+          expect(r.forged).toBeGreaterThanOrEqual(2 * settings.versions);
+          expect(r.run.record.counters.updatesAccepted).toBe(settings.workers * settings.versions);
+          expect(r.loss).toBeLessThanOrEqual(clean.loss * 1.02);
         }
       }),
     600_000,

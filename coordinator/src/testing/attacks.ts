@@ -6,6 +6,7 @@ import type { CoordinatorOptions } from "../core/coordinator.ts";
 import type { Store } from "../core/ports.ts";
 import type { AggregationConfig } from "../core/run-config.ts";
 import { alieZ, Collusion, type CollusionAttack } from "../worker/collusion.ts";
+import { linesShard, tinyGpt } from "./lines.ts";
 import { Simulation } from "./simulation.ts";
 
 export type AttackName = "none" | "alie" | "ipm";
@@ -23,8 +24,9 @@ export interface AttackedRunOptions {
   /**
    * "gpt": a small character GPT on Tiny Shakespeare instead of the MNIST MLP; its dataset must
    * come in `datasets` (Node's text-node loader, which the core suite does not import).
+   * "lines": the tiny GPT on the lines corpus (testing/lines.ts), for the core suite.
    */
-  task?: "mnist" | "gpt";
+  task?: "mnist" | "gpt" | "lines";
   datasets?: CoordinatorOptions["datasets"];
 }
 
@@ -46,11 +48,16 @@ export function attackedRun(store: Store, o: AttackedRunOptions) {
       ? { kind: "ipm", epsilon: ATTACK_RUN.epsilon }
       : { kind: "alie", z: o.z ?? alieZ(workers, Math.max(1, attackers)) };
   const gpt = o.task === "gpt";
-  const sim = new Simulation(store, o.datasets ? { datasets: o.datasets } : {});
+  const datasets = o.task === "lines" ? { lines: () => linesShard } : o.datasets;
+  const sim = new Simulation(store, datasets ? { datasets } : {});
   const run = sim.coordinator.createRun({
     name: `attacked-${o.attack}`,
-    ...(gpt ? { model: ATTACK_GPT, dataset: "shakespeare" } : { dataset: "mnist" }),
-    batchSize: o.batchSize ?? (gpt ? 4 : ATTACK_RUN.batchSize),
+    ...(gpt
+      ? { model: ATTACK_GPT, dataset: "shakespeare" }
+      : o.task === "lines"
+        ? { model: tinyGpt, dataset: "lines" }
+        : { dataset: "mnist" }),
+    batchSize: o.batchSize ?? (gpt ? 4 : o.task === "lines" ? 8 : ATTACK_RUN.batchSize),
     strategy: { kind: "synchronous", targetUpdates: workers, stragglerMs: 5000 },
     aggregation: o.aggregation,
     optimizer: { kind: "adamw", learningRate: 3e-3, decayVersions: versions, minLearningRate: 0 },
