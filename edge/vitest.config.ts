@@ -11,7 +11,10 @@ export default defineConfig({
   plugins: [
     cloudflareTest({
       wrangler: { configPath: "../wrangler.toml" },
-      miniflare: { bindings: { PANGEA_ADMIN_TOKEN: "workerd-test-token" } },
+      // Event streams end after 3 s here, so that a test sees their places given back.
+      miniflare: {
+        bindings: { PANGEA_ADMIN_TOKEN: "workerd-test-token", PANGEA_STREAM_MAX_MS: "3000" },
+      },
     }),
   ],
   resolve: {

@@ -32,11 +32,13 @@ import {
 import { DurableObject } from "cloudflare:workers";
 import { broughtDatasets, datasetNamed, edgeDatasets } from "./datasets.ts";
 import { DoSqliteStore } from "./do-store.ts";
+import type { LimitObject } from "./limits.ts";
 import type { RunIndex } from "./run-index.ts";
 
 export interface Env {
   RUNS: DurableObjectNamespace<RunObject>;
   INDEX: DurableObjectNamespace<RunIndex>;
+  LIMITS: DurableObjectNamespace<LimitObject>;
   ASSETS?: Fetcher;
   /** Brought datasets (datasets.ts); without it, uploads are refused with the reason. */
   DATASETS?: R2Bucket;
@@ -48,6 +50,8 @@ export interface Env {
   PANGEA_CORS_ORIGINS?: string;
   /** The largest file a brought dataset may come from (datasets.ts). */
   PANGEA_DATASET_MAX_BYTES?: string;
+  /** The longest an event stream stays open (limits.ts). */
+  PANGEA_STREAM_MAX_MS?: string;
 }
 
 const TICK_MS = 1000;

@@ -6,6 +6,7 @@ import { sha256Hex } from "@pangea/shared";
 import { env, SELF } from "cloudflare:test";
 import { describe, expect, it } from "vitest";
 import { EDGE_DATASET_MAX_BYTES } from "./datasets.ts";
+import { type LimitObject, limitsFor, STREAMS_PER_ADDRESS } from "./limits.ts";
 
 it("guards, creates, lists and refuses runs like the Node server", async () => {
   const body = JSON.stringify({ name: "edge", dataset: "blobs", stop: { versions: 5 } });
@@ -223,4 +224,39 @@ it("sends the security headers, keeps CORS closed, and limits wrong admin tokens
     headers: { authorization: "Bearer workerd-test-token", "cf-connecting-ip": "203.0.113.10" },
   });
   expect(other.status).toBe(200);
+  // The count is not this isolate's: the address's limit object, which every isolate asks,
+  // holds it.
+  const limits = (env as unknown as { LIMITS: DurableObjectNamespace<LimitObject> }).LIMITS;
+  expect(await limitsFor(limits, "203.0.113.9").admin("203.0.113.9", true)).toBeGreaterThan(0);
+  expect(await limitsFor(limits, "203.0.113.10").admin("203.0.113.10", true)).toBe(0);
+});
+
+it("bounds one address's open event streams across the run list and every run's object", async () => {
+  const admin = { authorization: "Bearer workerd-test-token" };
+  const created = await SELF.fetch("https://edge/api/runs", {
+    method: "POST",
+    headers: { ...admin, "content-type": "application/json" },
+    body: JSON.stringify({ name: "watched", dataset: "blobs" }),
+  });
+  const { id } = (await created.json()) as { id: string };
+  const from = { "cf-connecting-ip": "198.51.100.7" };
+  const open = (path: string, headers: Record<string, string> = from) =>
+    SELF.fetch(`https://edge${path}`, { headers });
+  const streams: Response[] = [];
+  for (let i = 0; i < STREAMS_PER_ADDRESS; i++) {
+    const res = await open(i % 2 === 0 ? "/api/events" : `/api/runs/${id}/events`);
+    expect(res.status, `stream ${i}`).toBe(200);
+    streams.push(res);
+  }
+  // Over the bound, on either route, before the run's object is asked.
+  expect((await open(`/api/runs/${id}/events`)).status).toBe(429);
+  expect((await open("/api/events")).status).toBe(429);
+  expect((await open("/api/events", { "cf-connecting-ip": "198.51.100.8" })).status).toBe(200);
+  // Each stream ends after PANGEA_STREAM_MAX_MS (3 s here; EventSource reconnects) and gives
+  // its place back.
+  const first = await streams[0]!.text();
+  expect(first).toContain("event: runs");
+  const again = await open(`/api/runs/${id}/events`);
+  expect(again.status).toBe(200);
+  for (const s of [...streams.slice(1), again]) await s.body?.cancel();
 });

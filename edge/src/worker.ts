@@ -2,7 +2,7 @@
 // Object per run (RunObject, which serves the core's own API for its run) and a run index.
 // The built web UI is served as static assets; only the API, /ws and /health reach this code.
 import {
-  AdminFailureLimit,
+  adminFailureLimit,
   corsFor,
   DatasetImportError,
   datasetApi,
@@ -18,25 +18,83 @@ import {
 import { Hono } from "hono";
 import { type Env, RUN_ID_HEADER, RunObject } from "./run-object.ts";
 import { EDGE_DATASET_MAX_BYTES, edgeDatasets, R2Datasets } from "./datasets.ts";
+import { LimitObject, limitsFor, STREAM_MAX_MS } from "./limits.ts";
 import { mergeExpositions } from "./metrics.ts";
 import { RunIndex } from "./run-index.ts";
 
-export { RunIndex, RunObject };
+export { LimitObject, RunIndex, RunObject };
 
 type App = { Bindings: Env };
 const app = new Hono<App>();
 
-// Before every route, as on Node (core/surface.ts). The wrong-token counts and the stream bound
-// live in this isolate: a deployment with many isolates allows that many times the limit (a
-// global count would need a Durable Object on every admin request). Static assets bypass the
-// Worker: client-web/public/_headers gives them the same headers.
+// Before every route, as on Node (core/surface.ts). The wrong-token count and each address's
+// open event streams are held for every isolate by a LimitObject (limits.ts), consulted only by
+// requests that carry a token or open a stream; the total of streams an isolate holds is its
+// own. Static assets bypass the Worker: client-web/public/_headers gives them the same headers.
 app.use("*", securityHeaders());
 app.use("/api/*", async (c, next) => corsFor(parseOrigins(c.env.PANGEA_CORS_ORIGINS))(c, next));
-const failures = new AdminFailureLimit();
 app.use("*", async (c, next) =>
-  failures.middleware(() => c.env.PANGEA_ADMIN_TOKEN ?? "", edgeAddress)(c, next),
+  adminFailureLimit(
+    (address, ok) => limitsFor(c.env.LIMITS, address).admin(address, ok),
+    () => c.env.PANGEA_ADMIN_TOKEN ?? "",
+    edgeAddress,
+  )(c, next),
 );
-const streams = new StreamLimit();
+const streams = new StreamLimit(1024, 1024);
+app.get("*", async (c, next) => {
+  // The run list's stream here, and each run's from its object: one bound per address for both.
+  if (!c.req.path.endsWith("/events")) return next();
+  const address = edgeAddress(c);
+  const limits = limitsFor(c.env.LIMITS, address);
+  const id = crypto.randomUUID();
+  const maxMs = Number(c.env.PANGEA_STREAM_MAX_MS) || STREAM_MAX_MS;
+  if (!(await limits.openStream(address, id, maxMs)))
+    return c.json(
+      { error: "rateLimited", message: "too many open event streams; close some and retry" },
+      429,
+      { "retry-after": "5" },
+    );
+  await next();
+  const body = c.res.body;
+  if (!body || c.res.status !== 200) {
+    await limits.closeStream(address, id);
+    return;
+  }
+  // The stream's place is given back when the watcher goes, or after maxMs, when this ends it
+  // (EventSource reconnects). Locally (wrangler dev, the test pool) a watcher's going is not
+  // passed on to the Worker, so there only the end frees the place.
+  const reader = body.getReader();
+  let released = false;
+  let timer: ReturnType<typeof setTimeout> | null = null;
+  const release = () => {
+    if (released) return;
+    released = true;
+    if (timer !== null) clearTimeout(timer);
+    c.executionCtx.waitUntil(limits.closeStream(address, id));
+  };
+  const watched = new ReadableStream<Uint8Array>({
+    start(controller) {
+      timer = setTimeout(() => {
+        release();
+        controller.close();
+        void reader.cancel();
+      }, maxMs);
+    },
+    async pull(controller) {
+      const { done, value } = await reader.read();
+      if (released) return;
+      if (done) {
+        release();
+        controller.close();
+      } else controller.enqueue(value);
+    },
+    cancel(reason) {
+      release();
+      return reader.cancel(reason);
+    },
+  });
+  c.res = new Response(watched, c.res);
+});
 
 const index = (env: Env) => env.INDEX.get(env.INDEX.idFromName("index"));
 const runObject = (env: Env, id: string) => env.RUNS.get(env.RUNS.idFromName(id));

@@ -19,6 +19,7 @@ export {
 export { createApi, liveEvents } from "./http-api.ts";
 export {
   AdminFailureLimit,
+  adminFailureLimit,
   CONTENT_SECURITY_POLICY,
   corsFor,
   edgeAddress,

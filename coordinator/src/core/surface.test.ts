@@ -2,6 +2,7 @@ import { Hono } from "hono";
 import { describe, expect, it } from "vitest";
 import {
   AdminFailureLimit,
+  adminFailureLimit,
   isAdmin,
   parseOrigins,
   SECURITY_HEADERS,
@@ -30,7 +31,8 @@ describe("the HTTP surface's guards", () => {
     const app = new Hono();
     app.use(
       "*",
-      limit.middleware(
+      adminFailureLimit(
+        (address, ok) => limit.attempt(address, ok),
         () => "right",
         (c) => c.req.header("x-address") ?? "",
       ),

@@ -160,30 +160,44 @@ export class AdminFailureLimit {
   }
 
   /**
-   * The middleware: a request with a wrong `Authorization: Bearer` counts a failure; an address
-   * over its limit is refused before any route sees it.
+   * One request with an `Authorization` header from `address`: the milliseconds it must wait when
+   * the address is over its limit (refused, right token or not), else 0, a wrong token counted.
    */
-  middleware(adminToken: () => string, addressOf: (c: Context) => string): MiddlewareHandler {
-    return async (c, next) => {
-      const header = c.req.header("authorization");
-      if (header === undefined) return next();
-      const address = addressOf(c);
-      const wait = this.blockedFor(address);
-      if (wait > 0) {
-        const seconds = Math.ceil(wait / 1000);
-        return c.json(
-          {
-            error: "rateLimited",
-            message: `too many wrong admin tokens from this address; try again in ${seconds} s`,
-          },
-          429,
-          { "retry-after": String(seconds) },
-        );
-      }
-      if (!isAdmin(header, adminToken())) this.fail(address);
-      return next();
-    };
+  attempt(address: string, ok: boolean): number {
+    const wait = this.blockedFor(address);
+    if (wait === 0 && !ok) this.fail(address);
+    return wait;
   }
+}
+
+/**
+ * The wrong-token limit as middleware: a request with a wrong `Authorization: Bearer` counts a
+ * failure; an address over its limit is refused before any route sees it. `attempt` is an
+ * AdminFailureLimit's in this process (Node), or a call to the object that holds the count for
+ * every isolate (the edge's LimitObject).
+ */
+export function adminFailureLimit(
+  attempt: (address: string, ok: boolean) => number | Promise<number>,
+  adminToken: () => string,
+  addressOf: (c: Context) => string,
+): MiddlewareHandler {
+  return async (c, next) => {
+    const header = c.req.header("authorization");
+    if (header === undefined) return next();
+    const wait = await attempt(addressOf(c), isAdmin(header, adminToken()));
+    if (wait > 0) {
+      const seconds = Math.ceil(wait / 1000);
+      return c.json(
+        {
+          error: "rateLimited",
+          message: `too many wrong admin tokens from this address; try again in ${seconds} s`,
+        },
+        429,
+        { "retry-after": String(seconds) },
+      );
+    }
+    return next();
+  };
 }
 
 /**

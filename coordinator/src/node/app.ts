@@ -8,7 +8,7 @@ import { decodeMessage, defaultDecodeLimits, type Tensor } from "@pangea/shared"
 import { getConnInfo } from "@hono/node-server/conninfo";
 import { type Context, Hono } from "hono";
 import { bodyLimit } from "hono/body-limit";
-import { AdminFailureLimit, corsFor, securityHeaders } from "../core/surface.ts";
+import { AdminFailureLimit, adminFailureLimit, corsFor, securityHeaders } from "../core/surface.ts";
 
 const schemaText = readFileSync(
   new URL("../../../shared/schema/pangea.capnp", import.meta.url),
@@ -87,7 +87,11 @@ export function createApp(options: AppOptions) {
   });
   app.use(
     "*",
-    failures.middleware(() => options.adminToken, nodeAddress),
+    adminFailureLimit(
+      (address, ok) => failures.attempt(address, ok),
+      () => options.adminToken,
+      nodeAddress,
+    ),
   );
 
   const file = (path: string) => {
