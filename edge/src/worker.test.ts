@@ -1,7 +1,7 @@
 // The edge's Worker routes, inside workerd: the admin check, a bad config refused with the
 // core's reasons (and nothing created), a run created in its own Durable Object and listed
 // through the index, and its own routes answered by its object; brought datasets in R2.
-import { lines, linesShard, tinyGpt } from "@pangea/coordinator/lines";
+import { linesShard, linesText, tinyGpt } from "@pangea/coordinator/lines";
 import { sha256Hex } from "@pangea/shared";
 import { env, SELF } from "cloudflare:test";
 import { describe, expect, it } from "vitest";
@@ -118,10 +118,7 @@ it("creates MNIST runs from the static shard, and refuses what an isolate could 
 
 describe("datasets people bring, kept in R2", () => {
   const admin = { authorization: "Bearer workerd-test-token" };
-  const corpus = lines.kind === "text" ? lines.corpus : undefined;
-  const text = corpus
-    ? Array.from([...corpus.train, ...corpus.validation], (t) => corpus.vocabulary[t]).join("")
-    : "";
+  const text = linesText;
   function upload(fields: Record<string, string | Uint8Array>, headers: HeadersInit = admin) {
     const form = new FormData();
     for (const [k, v] of Object.entries(fields))

@@ -8,7 +8,7 @@ import { join } from "node:path";
 import { gzipSync } from "node:zlib";
 import { sha256Hex } from "@pangea/shared";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { lines, linesShard, tinyGpt } from "../testing/lines.ts";
+import { linesShard, linesText, tinyGpt } from "../testing/lines.ts";
 import { startServer } from "./server.ts";
 
 const TOKEN = "datasets-token";
@@ -26,10 +26,7 @@ const start = () =>
   });
 
 // The lines corpus as the text file a researcher would have.
-const corpus = lines.kind === "text" ? lines.corpus : undefined;
-const text = corpus
-  ? Array.from([...corpus.train, ...corpus.validation], (t) => corpus.vocabulary[t]).join("")
-  : "";
+const text = linesText;
 
 function upload(fields: Record<string, string | Uint8Array>, token = TOKEN) {
   const form = new FormData();

@@ -3,7 +3,7 @@
 // object starts again and must read its shard back from R2 before it resumes the run.
 import { sha256Hex } from "@pangea/shared";
 import { afterAll, beforeAll, expect, it } from "vitest";
-import { lines, linesShard, tinyGpt } from "../testing/lines.ts";
+import { linesShard, linesText, tinyGpt } from "../testing/lines.ts";
 import { type ServerProcess, serverProcess } from "../testing/server-process.ts";
 
 let server: ServerProcess;
@@ -12,10 +12,7 @@ beforeAll(async () => {
 }, 120_000);
 afterAll(() => server?.dispose());
 
-const corpus = lines.kind === "text" ? lines.corpus : undefined;
-const text = corpus
-  ? Array.from([...corpus.train, ...corpus.validation], (t) => corpus.vocabulary[t]).join("")
-  : "";
+const text = linesText;
 
 it("keeps a brought dataset and the run on it across a SIGKILL of wrangler dev", async () => {
   const form = new FormData();

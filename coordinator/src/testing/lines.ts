@@ -11,11 +11,13 @@ const LINES = [
   "now is the winter of our discontent.\n",
   "a horse! a horse! my kingdom for a horse!\n",
 ];
-const text = Array.from({ length: 240 }, (_, i) => LINES[(i * 7 + (i >> 2)) % LINES.length]).join(
-  "",
-);
+/** The corpus as the text file a researcher would bring. */
+export const linesText = Array.from(
+  { length: 240 },
+  (_, i) => LINES[(i * 7 + (i >> 2)) % LINES.length],
+).join("");
 /** The corpus as a text shard (its bytes), and decoded. */
-export const linesShard = encodeTextShard(text);
+export const linesShard = encodeTextShard(linesText);
 export const lines = decodeShard(linesShard, "lines");
 export const linesVocabulary = lines.kind === "text" ? lines.corpus.vocabulary.length : 0;
 /** One block, two heads, width 16, context 16. */
