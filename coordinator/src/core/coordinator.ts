@@ -70,6 +70,21 @@ export interface CoordinatorOptions {
   evaluator?: Evaluator;
   /** STUN/TURN servers for WebRTC between sessions (PANGEA_ICE_SERVERS); none by default. */
   iceServers?: IceServer[];
+  /**
+   * Group commit (Node's SqliteStore): the Store makes the writes of many events durable
+   * together, a moment later; everything sent meanwhile waits until they are, so that nothing
+   * is announced before it is on disk. Absent: every write is durable when it returns (the
+   * edge's storage holds outgoing messages itself until its writes are).
+   */
+  commits?: CommitGate;
+}
+
+/** See CoordinatorOptions.commits. */
+export interface CommitGate {
+  /** Writes wait to become durable. */
+  readonly pending: boolean;
+  /** Calls `fn` once they are. */
+  whenDurable(fn: () => void): void;
 }
 
 /** Parameter-sized float32 buffers a run holds besides the updates it gathers: the parameters,
@@ -337,7 +352,7 @@ export class Coordinator {
       const old = session.peer;
       this.unbind(session);
       this.peers.delete(old);
-      old.close(4001, "replaced by a newer connection of this session");
+      this.closePeer(old, 4001, "replaced by a newer connection of this session");
     }
     const conn = this.peers.get(peer);
     if (!conn) return;
@@ -482,7 +497,7 @@ export class Coordinator {
     for (const [peer, conn] of this.peers) {
       if (conn.session || now - conn.openedAt <= JOIN_TIMEOUT_MS) continue;
       this.peers.delete(peer);
-      peer.close(4002, "no join");
+      this.closePeer(peer, 4002, "no join");
     }
     this.addresses.prune(now);
     for (const run of this.runs.values()) {
@@ -493,7 +508,7 @@ export class Coordinator {
           if (s.connected && (!session?.peer || now - s.lastSeen > 3 * HEARTBEAT_MS)) {
             const peer = session?.peer;
             if (peer) {
-              peer.close(4000, "no heartbeat");
+              this.closePeer(peer, 4000, "no heartbeat");
               this.disconnect(peer);
             } else {
               // Connected with no connection: nothing will ever report it gone but this.
@@ -611,7 +626,7 @@ export class Coordinator {
         return;
       case "leave":
         this.disconnect(peer);
-        peer.close(1000, "left");
+        this.closePeer(peer, 1000, "left");
         return;
       case "signal": {
         const refusal = this.checkSignal(
@@ -1022,11 +1037,38 @@ export class Coordinator {
   private transmit(peer: Peer, frame: Uint8Array): void {
     this.counters.bytesOut += frame.byteLength;
     this.countTraffic(peer, frame.byteLength, "out");
+    if (this.hold(() => this.deliver(peer, frame))) return;
+    this.deliver(peer, frame);
+  }
+
+  private deliver(peer: Peer, frame: Uint8Array): void {
     try {
       peer.send(frame);
     } catch {
       // A socket that died mid-send is cleaned up by its close event.
     }
+  }
+
+  /** Closes a connection, after what was sent to it before (see hold). */
+  private closePeer(peer: Peer, code: number, reason: string): void {
+    if (!this.hold(() => peer.close(code, reason))) peer.close(code, reason);
+  }
+
+  /** What waits for the Store's writes to become durable (group commit), in order. */
+  private held: Array<() => void> = [];
+
+  /** Queues `action` when writes wait to become durable; false when it may run now. */
+  private hold(action: () => void): boolean {
+    const gate = this.options.commits;
+    if (!gate?.pending && this.held.length === 0) return false;
+    if (this.held.length === 0)
+      gate!.whenDurable(() => {
+        const held = this.held;
+        this.held = [];
+        for (const a of held) a();
+      });
+    this.held.push(action);
+    return true;
   }
 }
 

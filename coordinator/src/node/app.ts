@@ -8,6 +8,7 @@ import { decodeMessage, defaultDecodeLimits, type Tensor } from "@pangea/shared"
 import { getConnInfo } from "@hono/node-server/conninfo";
 import { type Context, Hono } from "hono";
 import { bodyLimit } from "hono/body-limit";
+import type { CommitGate } from "../core/coordinator.ts";
 import { AdminFailureLimit, adminFailureLimit, corsFor, securityHeaders } from "../core/surface.ts";
 
 const schemaText = readFileSync(
@@ -68,6 +69,8 @@ export interface AppOptions {
   corsOrigins?: readonly string[];
   /** Wrong admin tokens allowed per address and minute (PANGEA_ADMIN_FAILURES_PER_MINUTE, 10). */
   adminFailuresPerMinute?: number;
+  /** Group commit: an API answer waits until what its request wrote is durable. */
+  commits?: CommitGate;
 }
 
 /** The largest frame the open decoder takes (a debugging aid, not a way to park memory). */
@@ -80,6 +83,12 @@ export function createApp(options: AppOptions) {
   // Before every route: headers on every response, CORS, then the wrong-token limit.
   app.use("*", securityHeaders());
   app.use("/api/*", corsFor(options.corsOrigins ?? []));
+  const gate = options.commits;
+  if (gate)
+    app.use("/api/*", async (_, next) => {
+      await next();
+      if (gate.pending) await new Promise<void>((r) => gate.whenDurable(r));
+    });
   const failures = new AdminFailureLimit({
     maxFailures: options.adminFailuresPerMinute ?? 10,
     windowMs: 60_000,

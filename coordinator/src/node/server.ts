@@ -78,7 +78,15 @@ function adminTokenFor(options: ServerOptions, log: (line: string) => void): str
 export async function startServer(options: ServerOptions) {
   const log = options.log ?? ((line: string) => console.log(line));
   const startedAt = Date.now();
-  const store = new SqliteStore(options.dataDir);
+  const store = new SqliteStore(options.dataDir, {
+    groupCommit: true,
+    // The process is ahead of its disk (a full disk, an I/O error): nothing of it was told to
+    // anyone; it stops, and a restart resumes from what is on disk.
+    onCommitFailure: (e) => {
+      console.error(`coordinator: a commit failed, stopping: ${(e as Error).message}`);
+      process.exit(1);
+    },
+  });
   const evaluator = threadEvaluator();
   const builtIn = { mnist: mnistShardFromPackage, shakespeare: tinyShakespeareShard };
   const brought = new DatasetFiles(options.dataDir);
@@ -90,6 +98,7 @@ export async function startServer(options: ServerOptions) {
       admission: options.admission,
       evaluator,
       iceServers: options.iceServers,
+      commits: store,
     },
   );
   const adminToken = adminTokenFor(options, log);
@@ -105,6 +114,7 @@ export async function startServer(options: ServerOptions) {
     adminToken,
     corsOrigins: options.corsOrigins,
     adminFailuresPerMinute: options.adminFailuresPerMinute,
+    commits: store,
   });
   // How long the event loop was held at most (frames, commits, heartbeats all wait behind it):
   // evaluation runs on a thread so that a GPT run keeps this small.
@@ -206,6 +216,8 @@ export async function startServer(options: ServerOptions) {
     clearInterval(pinger);
     clearInterval(ticker);
     coordinator.shutdown();
+    // What the shutdown committed is durable, and told, before the sockets close.
+    store.flush();
     for (const ws of wss.clients) ws.close(GOING_AWAY, "the coordinator is restarting");
     await new Promise<void>((resolve) => {
       server.close(() => resolve());

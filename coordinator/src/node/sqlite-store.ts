@@ -1,10 +1,17 @@
 // The Store on SQLite (better-sqlite3) in the data directory. WAL with synchronous=FULL: a
-// commit has reached the disk when commitVersion returns, so a version announced after it
+// transaction has reached the disk when its COMMIT returns, so a version announced after it
 // survives SIGKILL and power loss alike. One row per run holds its record, parameters,
 // optimizer state and epoch progress; metrics are rows of their own.
+//
+// Group commit (the server's mode): the writes of every event handled in one turn of the event
+// loop go into one transaction, committed (one fsync) just after the turn (setImmediate); a run
+// that made several versions meanwhile has its row written once, as of the last. The
+// coordinator holds what it sends until then (CommitGate), so nothing is announced before it
+// is durable. Without it, each write is its own durable transaction.
 import { mkdirSync } from "node:fs";
 import { join } from "node:path";
 import Database from "better-sqlite3";
+import type { CommitGate } from "../core/coordinator.ts";
 import type {
   MetricPoint,
   RunRecord,
@@ -42,11 +49,26 @@ interface RunRow {
   progress: string;
 }
 
-export class SqliteStore implements Store {
+export class SqliteStore implements Store, CommitGate {
   readonly db: Database.Database;
   private readonly statements;
+  /** Group commit: the transaction open for this turn, the newest snapshot of each run in it,
+   * and who waits for it to be durable. */
+  private open = false;
+  private readonly staged = new Map<string, RunSnapshot>();
+  private waiting: Array<() => void> = [];
+  /** Transactions committed (each one fsync). */
+  commits = 0;
 
-  constructor(dataDir: string) {
+  constructor(
+    dataDir: string,
+    private readonly options: {
+      groupCommit?: boolean;
+      /** A group commit failed (a full disk): nothing it held was announced; the process state
+       * is ahead of the disk, so the server stops (and resumes from the disk when restarted). */
+      onCommitFailure?: (e: unknown) => void;
+    } = {},
+  ) {
     mkdirSync(dataDir, { recursive: true });
     this.db = new Database(join(dataDir, "pangea.sqlite"));
     this.db.pragma("journal_mode = WAL");
@@ -120,42 +142,94 @@ export class SqliteStore implements Store {
     };
   }
 
+  /** Runs `write` in this turn's transaction (group commit), or in one of its own. */
+  private write(write: () => void): void {
+    if (!this.options.groupCommit) {
+      this.db.transaction(write)();
+      this.commits++;
+      return;
+    }
+    if (!this.open) {
+      this.db.exec("BEGIN");
+      this.open = true;
+      setImmediate(() => this.flush());
+    }
+    write();
+  }
+
+  /** Commits this turn's transaction, then tells whoever waits. */
+  flush(): void {
+    if (!this.open) return;
+    try {
+      for (const s of this.staged.values()) this.statements.replace.run(...columns(s), s.record.id);
+      this.staged.clear();
+      this.db.exec("COMMIT");
+      this.commits++;
+    } catch (e) {
+      this.staged.clear();
+      if (this.db.inTransaction) this.db.exec("ROLLBACK");
+      this.open = false;
+      this.waiting = [];
+      if (!this.options.onCommitFailure) throw e;
+      this.options.onCommitFailure(e);
+      return;
+    }
+    this.open = false;
+    const waiting = this.waiting;
+    this.waiting = [];
+    for (const fn of waiting) fn();
+  }
+
+  get pending(): boolean {
+    return this.open;
+  }
+
+  whenDurable(fn: () => void): void {
+    if (this.open) this.waiting.push(fn);
+    else fn();
+  }
+
   createRun(s: RunSnapshot): void {
-    this.statements.insert.run(s.record.id, ...columns(s));
+    this.write(() => this.statements.insert.run(s.record.id, ...columns(s)));
   }
 
   commitVersion(s: RunSnapshot, metric?: MetricPoint): void {
-    this.db.transaction(() => {
-      this.statements.replace.run(...columns(s), s.record.id);
+    this.write(() => {
+      // Group commit: the row is written at the commit, from the newest snapshot (its arrays
+      // are the run's own, unchanged between events).
+      if (this.options.groupCommit) this.staged.set(s.record.id, s);
+      else this.statements.replace.run(...columns(s), s.record.id);
       if (metric) this.statements.metric.run(metric.runId, metric.version, JSON.stringify(metric));
       for (const stats of s.sessions ?? [])
         this.statements.updateStats.run(JSON.stringify(stats), stats.id, s.record.id);
-    })();
+    });
   }
 
   updateSessions(runId: string, stats: SessionStats[]): void {
-    this.db.transaction(() => {
+    this.write(() => {
       for (const st of stats) this.statements.updateStats.run(JSON.stringify(st), st.id, runId);
-    })();
+    });
   }
 
   updateRun(record: RunRecord): void {
-    this.statements.record.run(JSON.stringify(record), record.id);
+    this.write(() => this.statements.record.run(JSON.stringify(record), record.id));
   }
 
   recordEvaluation(record: RunRecord, point: MetricPoint): void {
-    this.db.transaction(() => {
+    this.write(() => {
       this.statements.record.run(JSON.stringify(record), record.id);
       this.statements.metric.run(point.runId, point.version, JSON.stringify(point));
-    })();
+    });
   }
 
   saveSession(session: SessionRecord): void {
-    this.statements.saveSession.run(
-      session.stats.id,
-      session.runId,
-      session.token,
-      JSON.stringify(session.stats),
+    this.write(() =>
+      this.statements.saveSession.run(
+        session.stats.id,
+        session.runId,
+        session.token,
+        JSON.stringify(session.stats),
+      ),
     );
   }
 
@@ -177,6 +251,7 @@ export class SqliteStore implements Store {
   }
 
   close(): void {
+    this.flush();
     this.db.close();
   }
 }

@@ -1,0 +1,106 @@
+// Group commit on the SQLite Store: the writes of one turn of the event loop are one transaction
+// (one fsync), the run's row written once from its newest snapshot; whoever waits is told after
+// the COMMIT; a commit that fails leaves the disk at the last one and says so. The real server
+// (node/server.ts) runs in this mode; its SIGKILL test (crash.test.ts) shows that nothing it
+// announced is lost.
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterEach, expect, it } from "vitest";
+import type { RunSnapshot } from "../core/ports.ts";
+import { Simulation } from "../testing/simulation.ts";
+import { SqliteStore } from "./sqlite-store.ts";
+
+const dirs: string[] = [];
+afterEach(() => {
+  for (const d of dirs.splice(0)) rmSync(d, { recursive: true, force: true });
+});
+const turn = () => new Promise((r) => setImmediate(r));
+
+function storeWithRun(options: ConstructorParameters<typeof SqliteStore>[1]) {
+  const dir = mkdtempSync(join(tmpdir(), "pangea-group-"));
+  dirs.push(dir);
+  const store = new SqliteStore(dir, options);
+  const sim = new Simulation(store);
+  const run = sim.coordinator.createRun({ name: "g", dataset: "blobs" });
+  return { dir, store, run };
+}
+
+const snapshot = (run: ReturnType<typeof storeWithRun>["run"]): RunSnapshot => ({
+  record: run.record,
+  parameters: run.parameters,
+  optimizer: run.optimizer,
+  progress: { epoch: 0, done: [] },
+});
+
+it("commits a turn's versions in one transaction, the row as of the last, then tells the waiting", async () => {
+  const { dir, store, run } = storeWithRun({ groupCommit: true });
+  await turn();
+  const before = store.commits;
+  expect(store.pending).toBe(false);
+  const told: string[] = [];
+  for (let v = 1; v <= 5; v++) {
+    run.record.version = v;
+    run.parameters[0] = v;
+    store.commitVersion(snapshot(run), {
+      runId: run.id,
+      version: v,
+      epoch: 0,
+      at: v,
+      trainLoss: 1,
+      samplesPerSecond: 1,
+      workers: 1,
+    });
+    store.whenDurable(() => told.push(`v${v}`));
+  }
+  expect(store.pending).toBe(true);
+  expect(told).toEqual([]);
+  // Not on disk yet: another connection sees the run as it was.
+  const other = new SqliteStore(dir);
+  expect(other.loadRun(run.id)!.record.version).toBe(0);
+  await turn();
+  expect(store.commits - before).toBe(1);
+  expect(told).toEqual(["v1", "v2", "v3", "v4", "v5"]);
+  const loaded = other.loadRun(run.id)!;
+  expect([loaded.record.version, loaded.parameters[0]]).toEqual([5, 5]);
+  expect(other.metrics(run.id).map((m) => m.version)).toEqual([1, 2, 3, 4, 5]);
+  other.close();
+  store.close();
+});
+
+it("rolls a failed commit back whole, tells no one, and reports it", async () => {
+  const failures: unknown[] = [];
+  const { dir, store, run } = storeWithRun({
+    groupCommit: true,
+    onCommitFailure: (e) => failures.push(e),
+  });
+  await turn();
+  let told = false;
+  run.record.version = 1;
+  store.commitVersion(
+    { ...snapshot(run), parameters: undefined as unknown as Float32Array },
+    { runId: run.id, version: 1, epoch: 0, at: 1, trainLoss: 1, samplesPerSecond: 1, workers: 1 },
+  );
+  store.whenDurable(() => {
+    told = true;
+  });
+  await turn();
+  expect(failures).toHaveLength(1);
+  expect(told).toBe(false);
+  expect(store.pending).toBe(false);
+  const other = new SqliteStore(dir);
+  expect(other.loadRun(run.id)!.record.version).toBe(0);
+  expect(other.metrics(run.id)).toEqual([]);
+  other.close();
+  store.close();
+});
+
+it("makes each write its own durable transaction without group commit", () => {
+  const { store, run } = storeWithRun({});
+  const before = store.commits;
+  store.commitVersion(snapshot(run));
+  store.commitVersion(snapshot(run));
+  expect(store.commits - before).toBe(2);
+  expect(store.pending).toBe(false);
+  store.close();
+});
