@@ -310,7 +310,9 @@ async function load(workers: number, seconds: number, backend: Backend = "node")
                 batchId: p.batch.batchId,
                 leaseId: p.leaseId,
                 baseVersion: p.baseVersion,
-                sampleCount: 64,
+                // What the lease handed out (an epoch's last batch is short): a claim of more
+                // is refused, and a worker here would then wait for ever.
+                sampleCount: p.batch.offsets?.length ?? 64,
                 encoding: "fp32",
                 kind: "gradient",
               },
