@@ -559,7 +559,8 @@ export class Run {
             (e) => e.sessionId === c.sessionId && `${e.lease.epoch}:${e.lease.batch}` === batchKey,
           );
           for (const e of open) e.disproved = true;
-          if (open.length === 0) unearn(other, copy.samples);
+          if (open.length === 0 && this.scheduler.committed(l.epoch, l.batch))
+            unearn(other, copy.samples);
         }
       }
       return;

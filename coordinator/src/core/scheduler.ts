@@ -276,6 +276,11 @@ export class Scheduler {
     return !e || e.pending.has(l.batch) || e.done.has(l.batch);
   }
 
+  /** Whether the batch's first copy was committed (in the current or the next epoch). */
+  committed(epoch: number, batch: number): boolean {
+    return this.stateOf(epoch)?.done.has(batch) === true;
+  }
+
   /** Pending batches that will not be committed (their version was abandoned) are free again. */
   unpend(batches: ReadonlyArray<{ epoch: number; batch: number }>): void {
     for (const { epoch, batch } of batches) {

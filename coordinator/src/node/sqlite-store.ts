@@ -154,7 +154,8 @@ export class SqliteStore implements Store, CommitGate {
       this.open = true;
       setImmediate(() => this.flush());
     }
-    write();
+    // A savepoint inside the turn's transaction: a write that fails leaves none of itself.
+    this.db.transaction(write)();
   }
 
   /** Commits this turn's transaction, then tells whoever waits. */
