@@ -32,6 +32,7 @@ import { randomFloats } from "@pangea/shared/testing";
 import { WebSocket, WebSocketServer } from "ws";
 import { resolveRunConfig } from "../src/core/run-config.ts";
 import { type Backend, freePort, serverProcess } from "../src/testing/server-process.ts";
+import { type Crowd, openCrowd } from "../src/testing/crowd.ts";
 import { Simulation } from "../src/testing/simulation.ts";
 import { checkUpdate } from "../src/core/validate.ts";
 
@@ -375,6 +376,75 @@ async function load(workers: number, seconds: number, backend: Backend = "node")
   }
 }
 
+interface IdleRow {
+  sessions: number;
+  connectSeconds: number;
+  rssBefore: number;
+  rss: number;
+  heartbeats: number;
+  p50: number;
+  p99: number;
+  /** The dashboard's page of 50 workers, and the admin status with every row, in ms. */
+  page: number;
+  fullStatus: number;
+}
+
+/**
+ * Many connected sessions, idle but heartbeating at the coordinator's `heartbeatMs`: a public
+ * network's crowd of open tabs between leases. The sessions join the demo run from one process
+ * (opened 250 at a time), then heartbeat for `seconds`; the round trip of each heartbeat is timed
+ * by its session, the coordinator's RSS read before and after.
+ */
+async function idle(sessions: number, seconds: number): Promise<IdleRow> {
+  const admission = {
+    PANGEA_NEW_SESSIONS_PER_MINUTE: "1000000",
+    PANGEA_SESSIONS_PER_ADDRESS: "1000000",
+  };
+  const server = await serverProcess({ token: "bench", demo: true, env: admission });
+  let crowd: Crowd | undefined;
+  try {
+    const runs = (await (await server.api("/api/runs")).json()) as { runs: { id: string }[] };
+    const runId = runs.runs[0]!.id;
+    const pid = server.process!.pid!;
+    const rssBefore = rssMiB(pid);
+    const latencies: number[] = [];
+    let measuring = false;
+    const t0 = performance.now();
+    crowd = await openCrowd(server.url, runId, sessions, {
+      onRoundTrip: (ms) => measuring && latencies.push(ms),
+    });
+    const connectSeconds = (performance.now() - t0) / 1000;
+    measuring = true;
+    await sleep(seconds * 1000);
+    measuring = false;
+    const rss = rssMiB(pid);
+    const timed = async (path: string) => {
+      const t = performance.now();
+      const res = await server.api(path);
+      if (!res.ok) throw new Error(`${path}: ${res.status}`);
+      await res.arrayBuffer();
+      return performance.now() - t;
+    };
+    const page = await timed(`/api/runs/${runId}/workers?limit=50`);
+    const fullStatus = await timed(`/api/runs/${runId}`);
+    latencies.sort((a, b) => a - b);
+    return {
+      sessions,
+      connectSeconds,
+      rssBefore,
+      rss,
+      heartbeats: latencies.length,
+      p50: quantile(latencies, 0.5),
+      p99: quantile(latencies, 0.99),
+      page,
+      fullStatus,
+    };
+  } finally {
+    crowd?.close();
+    await server.dispose();
+  }
+}
+
 /** The value at fraction `f` of ascending `sorted` (1 is the largest); NaN when it is empty. */
 function quantile(sorted: readonly number[], f: number): number {
   return sorted[Math.min(sorted.length - 1, Math.floor(f * sorted.length))] ?? Number.NaN;
@@ -416,52 +486,76 @@ function cpuPerEvent(): EventTimes {
 
 // --- the run --------------------------------------------------------------------------------
 
-console.log(
-  "Ingest: WebSocket receive → decode → validate → accumulate (float64), one update per frame",
-);
-console.log(
-  "update              floats     ingest GB/s   Float32Array sum GB/s   ratio   ms/update (of which decode+validate+accumulate)",
-);
-for (const [name, model, frames] of [
-  ["MNIST MLP", mnistMlp, 400],
-  ["4M-float update", mlpSpec([1998, 2000, 2]), 20],
-] as const) {
-  const { seconds, handler, floor, bytes } = await ingest(model, frames);
+// BENCH_ONLY=ingest,load,idle,cpu runs some sections (all by default); IDLE_SESSIONS sets the
+// crowd of idle sessions (10,000 by default).
+const only = new Set((process.env.BENCH_ONLY ?? "ingest,load,idle,cpu").split(","));
+
+if (only.has("ingest")) {
   console.log(
-    `${name.padEnd(18)}${String(bytes / 4).padStart(9)}${(bytes / seconds / 1e9).toFixed(2).padStart(14)}${(bytes / floor / 1e9).toFixed(2).padStart(24)}${(floor / seconds).toFixed(2).padStart(8)}x${(seconds * 1000).toFixed(2).padStart(12)} (${(handler * 1000).toFixed(2)})`,
+    "Ingest: WebSocket receive → decode → validate → accumulate (float64), one update per frame",
+  );
+  console.log(
+    "update              floats     ingest GB/s   Float32Array sum GB/s   ratio   ms/update (of which decode+validate+accumulate)",
+  );
+  for (const [name, model, frames] of [
+    ["MNIST MLP", mnistMlp, 400],
+    ["4M-float update", mlpSpec([1998, 2000, 2]), 20],
+  ] as const) {
+    const { seconds, handler, floor, bytes } = await ingest(model, frames);
+    console.log(
+      `${name.padEnd(18)}${String(bytes / 4).padStart(9)}${(bytes / seconds / 1e9).toFixed(2).padStart(14)}${(bytes / floor / 1e9).toFixed(2).padStart(24)}${(floor / seconds).toFixed(2).padStart(8)}x${(seconds * 1000).toFixed(2).padStart(12)} (${(handler * 1000).toFixed(2)})`,
+    );
+  }
+}
+
+if (only.has("load")) {
+  console.log(
+    "\nLoad: the coordinator (child process) with simulated workers answering each lease at once",
+  );
+  const row = (label: string, r: LoadRow) =>
+    console.log(
+      `${label.padEnd(6)}${String(r.workers).padStart(7)}${(r.updates / r.seconds).toFixed(0).padStart(12)}${r.p50.toFixed(1).padStart(9)}${r.p99.toFixed(1).padStart(9)}${r.rss.toFixed(0).padStart(20)}${r.isolate === undefined ? "" : r.isolate.toFixed(1).padStart(22)}`,
+    );
+  console.log(
+    "where  workers   updates/s   p50 ms   p99 ms   coordinator RSS MiB   isolate (heap+buffers) MiB",
+  );
+  for (const workers of [10, 100, 1000]) row("node", await load(workers, 10));
+  // The edge: the Worker and the run's Durable Object under `wrangler dev` (workerd on this
+  // machine, storage on local disk), the same simulated workers. RSS counts wrangler and workerd.
+  // 200 as well: past its lease allowance a run's memory should stay flat, not grow with tabs.
+  for (const workers of [100, 200]) row("edge", await load(workers, 10, "edge"));
+}
+
+if (only.has("idle")) {
+  const n = Number(process.env.IDLE_SESSIONS ?? 10_000);
+  console.log(
+    `\nIdle sessions: ${n.toLocaleString("en-US")} joined to the demo run (Node), heartbeating every 10 s, for 30 s`,
+  );
+  console.log(
+    "sessions   connect s   RSS MiB before → after   KiB/session   heartbeats   p50 ms   p99 ms   workers page ms   full admin status ms",
+  );
+  const r = await idle(n, Number(process.env.IDLE_SECONDS ?? 30));
+  console.log(
+    `${String(r.sessions).padStart(8)}${r.connectSeconds.toFixed(1).padStart(12)}${`${r.rssBefore.toFixed(0)} → ${r.rss.toFixed(0)}`.padStart(25)}${((1024 * (r.rss - r.rssBefore)) / r.sessions).toFixed(1).padStart(14)}${String(r.heartbeats).padStart(13)}${r.p50.toFixed(1).padStart(9)}${r.p99.toFixed(1).padStart(9)}${r.page.toFixed(1).padStart(18)}${r.fullStatus.toFixed(1).padStart(23)}`,
   );
 }
 
-console.log(
-  "\nLoad: the coordinator (child process) with simulated workers answering each lease at once",
-);
-const row = (label: string, r: LoadRow) =>
+if (only.has("cpu")) {
   console.log(
-    `${label.padEnd(6)}${String(r.workers).padStart(7)}${(r.updates / r.seconds).toFixed(0).padStart(12)}${r.p50.toFixed(1).padStart(9)}${r.p99.toFixed(1).padStart(9)}${r.rss.toFixed(0).padStart(20)}${r.isolate === undefined ? "" : r.isolate.toFixed(1).padStart(22)}`,
+    "\nCPU per event: the core's handlers on MNIST (4 CPU-reference workers, asynchronous, 400 versions)",
   );
-console.log(
-  "where  workers   updates/s   p50 ms   p99 ms   coordinator RSS MiB   isolate (heap+buffers) MiB",
-);
-for (const workers of [10, 100, 1000]) row("node", await load(workers, 10));
-// The edge: the Worker and the run's Durable Object under `wrangler dev` (workerd on this
-// machine, storage on local disk), the same simulated workers. RSS counts wrangler and workerd.
-// 200 as well: past its lease allowance a run's memory should stay flat, not grow with tabs.
-for (const workers of [100, 200]) row("edge", await load(workers, 10, "edge"));
-
-console.log(
-  "\nCPU per event: the core's handlers on MNIST (4 CPU-reference workers, asynchronous, 400 versions)",
-);
-console.log("event                                  count   p50 ms   p99 ms   max ms");
-const events = cpuPerEvent();
-for (const [name, list] of [
-  ["update → version committed", events.commit],
-  ["update → committed + 1,000 evaluated", events.evaluate],
-] as const) {
-  const sorted = [...list].sort((a, b) => a - b);
-  const q = (f: number) => quantile(sorted, f).toFixed(2).padStart(9);
-  console.log(`${name.padEnd(38)}${String(sorted.length).padStart(6)}${q(0.5)}${q(0.99)}${q(1)}`);
+  console.log("event                                  count   p50 ms   p99 ms   max ms");
+  const events = cpuPerEvent();
+  for (const [name, list] of [
+    ["update → version committed", events.commit],
+    ["update → committed + 1,000 evaluated", events.evaluate],
+  ] as const) {
+    const sorted = [...list].sort((a, b) => a - b);
+    const q = (f: number) => quantile(sorted, f).toFixed(2).padStart(9);
+    console.log(`${name.padEnd(38)}${String(sorted.length).padStart(6)}${q(0.5)}${q(0.99)}${q(1)}`);
+  }
+  console.log(
+    "Workers CPU limit per event: 30,000 ms by default on the paid plan (up to 300,000); 10 ms on the free plan.",
+  );
 }
-console.log(
-  "Workers CPU limit per event: 30,000 ms by default on the paid plan (up to 300,000); 10 ms on the free plan.",
-);
 process.exit(0);

@@ -5,7 +5,12 @@ import { gptSpec, mlpSpec } from "@pangea/shared";
 import { type FormEvent, useEffect, useRef, useState } from "react";
 import { LineChart } from "../ui/chart.tsx";
 import { ago, bytes, number, percent } from "../ui/format.ts";
-import { type RunStatus, useRunEvents, type WorkerRow } from "../ui/run-events.ts";
+import {
+  type RunStatus,
+  useRunEvents,
+  type WorkersPage,
+  type WorkersShow,
+} from "../ui/run-events.ts";
 import { ApiError, api, downloadCheckpoint, token } from "./api.ts";
 import { type DatasetRecord, DatasetsPanel, describe, useDatasets } from "./datasets.tsx";
 
@@ -507,38 +512,52 @@ function evaluatedBy(where: string | undefined): string {
 /** Nats to bits, as language-model papers report loss per character. */
 const bits = (nats: number) => (nats / Math.LN2).toFixed(3);
 
+/** Rows per page of the workers table. */
+const WORKERS_PER_PAGE = 50;
+
 /**
- * Every session's row, which only the admin view of the run carries (the public stream shows the
- * leaderboard alone): fetched with the token when the live status changes, at most once a second.
+ * A page of the sessions' rows, which only the admin sees (the public stream shows the
+ * leaderboard alone), and the whole crowd's summary: fetched with the token when the live status
+ * changes or the page is turned, at most once a second. A run may have thousands of sessions;
+ * one page of them is what is fetched and drawn.
  */
-function useAdminWorkers(runId: string, key: string): WorkerRow[] {
-  const [rows, setRows] = useState<WorkerRow[]>([]);
+function useAdminWorkers(
+  runId: string,
+  key: string,
+  show: WorkersShow,
+  offset: number,
+): WorkersPage | undefined {
+  const [page, setPage] = useState<WorkersPage>();
   const last = useRef(0);
   // biome-ignore lint/correctness/useExhaustiveDependencies: `key` is the trigger (the live status changed)
   useEffect(() => {
     const wait = Math.max(0, last.current + 1000 - Date.now());
     const timer = setTimeout(() => {
       last.current = Date.now();
-      api<RunStatus>(`/api/runs/${encodeURIComponent(runId)}`)
-        .then((s) => {
-          if (s.id === runId) setRows(s.workers ?? []);
-        })
+      const query = `show=${show}&offset=${offset}&limit=${WORKERS_PER_PAGE}`;
+      api<WorkersPage>(`/api/runs/${encodeURIComponent(runId)}/workers?${query}`)
+        .then(setPage)
         .catch(() => {});
     }, wait);
     return () => clearTimeout(timer);
-  }, [runId, key]);
-  return rows;
+  }, [runId, key, show, offset]);
+  return page;
 }
 
 function RunPage(props: { runId: string }) {
   const { status, points, live } = useRunEvents(props.runId);
   const [error, setError] = useState("");
-  const workers = useAdminWorkers(
+  const [show, setShow] = useState<WorkersShow>("all");
+  const [offset, setOffset] = useState(0);
+  const page = useAdminWorkers(
     props.runId,
     status
       ? `${status.version}:${status.contributors.connected}:${status.counters.updatesAccepted}:${status.state}`
       : "",
+    show,
+    offset,
   );
+  const workers = page?.workers ?? [];
   if (!status) return <p>Loading run {props.runId}…</p>;
   const act = async (action: "pause" | "resume" | "stop") => {
     try {
@@ -722,10 +741,49 @@ function RunPage(props: { runId: string }) {
       <div className="panel">
         <h2>
           Workers{" "}
-          <small>
+          <small data-testid="workers-summary">
             {status.contributors.connected} connected of {status.contributors.total}
+            {page
+              ? ` · ${page.summary.quarantined} quarantined · ${number(page.summary.samplesPerSecond)} samples/s in all`
+              : ""}
           </small>
         </h2>
+        <div className="pager">
+          <label>
+            Show{" "}
+            <select
+              data-testid="workers-show"
+              value={show}
+              onChange={(e) => {
+                setShow(e.currentTarget.value as WorkersShow);
+                setOffset(0);
+              }}
+            >
+              <option value="all">all</option>
+              <option value="connected">connected</option>
+              <option value="quarantined">quarantined</option>
+            </select>
+          </label>{" "}
+          <button
+            type="button"
+            disabled={offset === 0}
+            onClick={() => setOffset(Math.max(0, offset - WORKERS_PER_PAGE))}
+          >
+            Previous
+          </button>{" "}
+          <span data-testid="workers-range">
+            {page && page.matching > 0
+              ? `${page.offset + 1}–${page.offset + page.workers.length} of ${page.matching}`
+              : "none"}
+          </span>{" "}
+          <button
+            type="button"
+            disabled={!page || offset + WORKERS_PER_PAGE >= page.matching}
+            onClick={() => setOffset(offset + WORKERS_PER_PAGE)}
+          >
+            Next
+          </button>
+        </div>
         <table data-testid="workers">
           <thead>
             <tr>

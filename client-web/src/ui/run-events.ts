@@ -32,6 +32,18 @@ export interface WorkerRow {
   peerBytesOut?: number;
 }
 
+/** One page of the admin's workers table (`GET /api/runs/:id/workers`), the crowd summarized. */
+export interface WorkersPage {
+  summary: { total: number; connected: number; quarantined: number; samplesPerSecond: number };
+  show: WorkersShow;
+  matching: number;
+  offset: number;
+  limit: number;
+  workers: WorkerRow[];
+}
+
+export type WorkersShow = "all" | "connected" | "quarantined";
+
 /** A contributor as the public sees it: the name its visitor chose and its credit. */
 export interface LeaderboardRow {
   id: string;

@@ -104,3 +104,54 @@ describe("the checkpoint as safetensors", () => {
     expect(bad.status).toBe(400);
   });
 });
+
+describe("the workers table, a page at a time", () => {
+  it("pages a crowd of sessions, connected first, with the whole crowd summarized", async () => {
+    const sim = new Simulation();
+    const run = blobsRun(sim, 100);
+    const client = { kind: "test", adapter: "", softwareFallback: true, userAgent: "" };
+    // 130 sessions: the first 30 leave, 5 of the rest are quarantined.
+    for (let i = 0; i < 130; i++) run.join(`s${String(i).padStart(3, "0")}`, client, 0);
+    for (let i = 0; i < 30; i++) run.leave(`s${String(i).padStart(3, "0")}`, 1);
+    for (let i = 30; i < 35; i++) {
+      for (let k = 0; k < run.config.quarantineAfter; k++)
+        run.strikeSession(`s${String(i).padStart(3, "0")}`, "served bad bytes");
+    }
+    const api = createApi(sim.coordinator, { adminToken: "t", startedAt: 0 });
+    const get = (query: string, token = "t") =>
+      api.request(`/api/runs/${run.id}/workers?${query}`, {
+        headers: token ? { authorization: `Bearer ${token}` } : {},
+      });
+    expect((await get("", "")).status).toBe(401);
+    expect((await get("show=everyone")).status).toBe(400);
+
+    const first = await (await get("limit=50")).json();
+    expect(first.summary).toMatchObject({ total: 130, connected: 100, quarantined: 5 });
+    expect(first).toMatchObject({ show: "all", matching: 130, offset: 0, limit: 50 });
+    expect(first.workers).toHaveLength(50);
+    const last = await (await get("offset=100&limit=50")).json();
+    expect(last.workers).toHaveLength(30);
+    // Connected sessions come first, so the last page holds the 30 that left.
+    expect(last.workers.every((w: { connected: boolean }) => !w.connected)).toBe(true);
+    // Pages do not overlap and together list every session once.
+    const ids = new Set<string>();
+    for (let offset = 0; offset < 130; offset += 50) {
+      const page = await (await get(`offset=${offset}&limit=50`)).json();
+      for (const w of page.workers) ids.add(w.id);
+    }
+    expect(ids.size).toBe(130);
+
+    const quarantined = await (await get("show=quarantined")).json();
+    expect(quarantined.matching).toBe(5);
+    expect(quarantined.workers.map((w: { id: string }) => w.id).sort()).toEqual([
+      "s030",
+      "s031",
+      "s032",
+      "s033",
+      "s034",
+    ]);
+    expect((await (await get("show=connected")).json()).matching).toBe(100);
+    // A page is never larger than the cap, whatever it asks.
+    expect((await (await get("limit=100000")).json()).limit).toBe(500);
+  });
+});

@@ -179,6 +179,22 @@ export function createApi(coordinator: Coordinator, options: ApiOptions) {
     return c.json(run.status(coordinator.clock.now(), view));
   });
 
+  // The admin's workers table, a page at a time, with the whole crowd summarized (run.ts).
+  api.get("/api/runs/:id/workers", admin, (c) => {
+    const run = runOr404(c.req.param("id"));
+    if (!run) return c.json({ error: "not found" }, 404);
+    const show = c.req.query("show") ?? "all";
+    if (show !== "all" && show !== "connected" && show !== "quarantined")
+      return c.json({ error: "bad request", message: "show: all, connected or quarantined" }, 400);
+    return c.json(
+      run.workersPage(coordinator.clock.now(), {
+        show,
+        offset: Number(c.req.query("offset") ?? 0),
+        limit: Number(c.req.query("limit") ?? 50),
+      }),
+    );
+  });
+
   api.get("/api/runs/:id/metrics", (c) => {
     const run = runOr404(c.req.param("id"));
     if (!run) return c.json({ error: "not found" }, 404);

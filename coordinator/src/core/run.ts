@@ -74,6 +74,26 @@ const REPLICA_TOLERANCE = 0.05;
  * with every update, and a replica must be computed within this many of them.
  */
 export const COPY_BASES = 8;
+/** The most rows one page of the workers table holds. */
+export const WORKERS_PAGE_MAX = 500;
+
+/** Which sessions the workers table lists, and which page of them. */
+export interface WorkersQuery {
+  show?: "all" | "connected" | "quarantined";
+  offset?: number;
+  limit?: number;
+}
+
+export interface WorkersPage {
+  /** The whole crowd, whatever the page shows. */
+  summary: { total: number; connected: number; quarantined: number; samplesPerSecond: number };
+  show: NonNullable<WorkersQuery["show"]>;
+  /** Sessions the `show` filter matches; the page is `workers`, from `offset`. */
+  matching: number;
+  offset: number;
+  limit: number;
+  workers: (SessionStats & { lastSeenMsAgo: number })[];
+}
 
 export class Run {
   readonly layout: ParameterLayout;
@@ -710,6 +730,44 @@ export class Run {
         ...s,
         lastSeenMsAgo: now - s.lastSeen,
       })),
+    };
+  }
+
+  /**
+   * One page of the admin's workers table, with the whole crowd summarized: a public network's
+   * run has thousands of sessions, and a page of them is what a person reads. Connected sessions
+   * first, then by credit, then by id, so pages are stable while nothing changes.
+   */
+  workersPage(now: number, query: WorkersQuery = {}): WorkersPage {
+    const summary = { total: 0, connected: 0, quarantined: 0, samplesPerSecond: 0 };
+    const show = query.show ?? "all";
+    const matching: SessionStats[] = [];
+    for (const s of this.sessions.values()) {
+      summary.total++;
+      if (s.quarantined) summary.quarantined++;
+      if (s.connected) {
+        summary.connected++;
+        summary.samplesPerSecond += s.samplesPerSecond;
+      }
+      if (show === "all" || (show === "connected" ? s.connected : s.quarantined)) matching.push(s);
+    }
+    matching.sort(
+      (a, b) =>
+        Number(b.connected) - Number(a.connected) ||
+        (b.credit ?? 0) - (a.credit ?? 0) ||
+        (a.id < b.id ? -1 : 1),
+    );
+    const limit = Math.min(WORKERS_PAGE_MAX, Math.max(1, Math.floor(query.limit ?? 50) || 50));
+    const offset = Math.max(0, Math.floor(query.offset ?? 0) || 0);
+    return {
+      summary,
+      show,
+      matching: matching.length,
+      offset,
+      limit,
+      workers: matching
+        .slice(offset, offset + limit)
+        .map((s) => ({ ...s, lastSeenMsAgo: now - s.lastSeen })),
     };
   }
 
