@@ -73,13 +73,18 @@ export function aggregate(
 ): Float32Array[] {
   if (updates.length === 0) throw new Error("nothing to aggregate");
   const sorted = [...updates].sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
-  const clip = sorted.map((u) => clipFactor(updateNorm(u.tensors), options.clipNorm ?? 0));
+  const maxNorm = options.clipNorm ?? 0;
+  // Without clipping no norm is needed: a pass over every update saved.
+  const clip = sorted.map((u) => (maxNorm > 0 ? clipFactor(updateNorm(u.tensors), maxNorm) : 1));
   const shapes = sorted[0]!.tensors.map((t) => t.length);
   for (const u of sorted) {
     if (u.tensors.length !== shapes.length || u.tensors.some((t, i) => t.length !== shapes[i]))
       throw new Error("updates of different shapes cannot be aggregated");
   }
   if (options.kind === "mean") {
+    // One unclipped update is its own mean, bit for bit (float32 → float64 → float32 is exact):
+    // an asynchronous run's every version, without a float64 pass.
+    if (sorted.length === 1 && clip[0] === 1) return sorted[0]!.tensors.map((t) => t.slice());
     const total = sorted.reduce((s, u) => s + u.weight, 0);
     return shapes.map((length, ti) => {
       const acc = new Float64Array(length);

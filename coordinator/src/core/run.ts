@@ -32,7 +32,12 @@ export type { SessionStats };
 
 import type { RunConfig } from "./run-config.ts";
 import { batchSamples, type Lease, Scheduler } from "./scheduler.ts";
-import { applyUpdate, initialOptimizerState, type OptimizerState } from "./server-optimizer.ts";
+import {
+  applyUpdate,
+  initialOptimizerState,
+  type OptimizerState,
+  type StepTarget,
+} from "./server-optimizer.ts";
 import { checkUpdate, errorPayload, type Refusal } from "./validate.ts";
 
 /** A message for one session of this run, or for all of them ("*"). */
@@ -126,18 +131,29 @@ export class Run {
   private lastCommitAt: number;
   /** Sessions whose counts changed since the last commit: written with the next one. */
   private readonly touched = new Set<string>();
+  /**
+   * The current version's parameters and optimizer state. Each step writes the next ones into
+   * `spare` and swaps: hold these arrays only within one event (the next version reuses them).
+   */
+  parameters: Float32Array;
+  optimizer: OptimizerState;
+  private spare: StepTarget | undefined;
+  /** The aggregate as one flat array, reused version after version. */
+  private updateScratch: Float32Array | undefined;
   /** Acknowledgements of copies, whose credit is durable only with the next commit. */
   private heldAcks: Outgoing[] = [];
 
   private constructor(
     public record: RunRecord,
-    readonly parameters: Float32Array,
-    readonly optimizer: OptimizerState,
+    parameters: Float32Array,
+    optimizer: OptimizerState,
     progress: RunSnapshot["progress"],
     private readonly store: Store,
     now: number,
     readonly data: RunData,
   ) {
+    this.parameters = parameters;
+    this.optimizer = optimizer;
     this.layout = parameterLayout(record.config.model);
     this.decay = decayMask(this.layout);
     const batches = Math.ceil(this.data.trainCount / leaseSize(record.config));
@@ -851,22 +867,21 @@ export class Run {
       ...c.aggregation,
       seed: (c.seed ^ Math.imul(this.record.version + 1, 0x9e3779b1)) >>> 0,
     });
-    const update = new Float32Array(this.parameters.length);
+    const update = (this.updateScratch ??= new Float32Array(this.parameters.length));
     for (const [i, slot] of this.layout.slots.entries()) update.set(agg[i]!, slot.offset);
-    const before = this.parameters.slice();
-    const optimizerBefore = {
-      step: this.optimizer.step,
-      m: this.optimizer.m.slice(),
-      v: this.optimizer.v.slice(),
-    };
-    applyUpdate(c.optimizer, this.parameters, this.optimizer, update, this.decay);
-    if (!allFinite(this.parameters)) {
+    // The step writes into spare arrays, swapped in only when it is finite: a bad step is thrown
+    // away without copying the parameters and moments aside every version.
+    const before = this.parameters;
+    const spare = (this.spare ??= {
+      params: new Float32Array(before.length),
+      m: new Float32Array(this.optimizer.m.length),
+      v: new Float32Array(this.optimizer.v.length),
+    });
+    const step = this.optimizer.step;
+    const state = { step, m: this.optimizer.m, v: this.optimizer.v };
+    if (!applyUpdate(c.optimizer, before, state, update, this.decay, spare)) {
       // Cannot happen with checked updates and a sane learning rate; if it does, the step is
       // undone and its batches are free again, rather than a NaN reaching the parameters.
-      this.parameters.set(before);
-      this.optimizer.step = optimizerBefore.step;
-      this.optimizer.m.set(optimizerBefore.m);
-      this.optimizer.v.set(optimizerBefore.v);
       this.scheduler.unpend(round.map((e) => e.lease));
       return round.map((e) => ({
         to: e.sessionId,
@@ -875,6 +890,9 @@ export class Run {
         }),
       }));
     }
+    this.spare = { params: before, m: this.optimizer.m, v: this.optimizer.v };
+    this.parameters = spare.params;
+    this.optimizer = { step: state.step, m: spare.m, v: spare.v };
     const r = this.record;
     r.version++;
     r.updatedAt = now;
@@ -937,7 +955,8 @@ export class Run {
     // still want them (at most COPY_BASES versions, the oldest let go first). A copy that can no
     // longer be computed leaves its first copy unchecked, and an unsettled dispute lapses.
     if (c.redundancy > 0) {
-      this.copyBases.set(r.version - 1, before);
+      // `before` becomes the spare the next step overwrites: the kept base is a copy.
+      this.copyBases.set(r.version - 1, before.slice());
       for (const v of [...this.copyBases.keys()])
         if (!this.scheduler.needs(v)) this.copyBases.delete(v);
       while (this.copyBases.size > COPY_BASES)
@@ -1093,12 +1112,6 @@ function votes(round: readonly Contribution[]): WeightedUpdate[] {
  */
 export function leaseSize(c: RunConfig): number {
   return c.strategy.kind === "localSgd" ? c.batchSize * c.strategy.innerSteps : c.batchSize;
-}
-
-function allFinite(a: Float32Array): boolean {
-  let s = 0;
-  for (let i = 0; i < a.length; i++) s += a[i]! * 0;
-  return s === 0;
 }
 
 function relativeDifference(a: readonly Float32Array[], b: readonly Float32Array[]): number {

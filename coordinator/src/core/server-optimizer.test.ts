@@ -38,6 +38,33 @@ describe("the server optimizer", () => {
     expect(s.step).toBe(1);
   });
 
+  it("writes into spare arrays, in place, or in both the same numbers; says when a step is not finite", () => {
+    const config = { ...resolveRunConfig({}).optimizer, learningRate: 0.01 };
+    const p = Float32Array.from([1, -1, 0.5]);
+    const g = Float32Array.from([0.5, -2, 3]);
+    const inPlace = p.slice();
+    const s1 = initialOptimizerState(config, 3);
+    expect(applyUpdate(config, inPlace, s1, g, ALL)).toBe(true);
+    const s2 = initialOptimizerState(config, 3);
+    const into = { params: new Float32Array(3), m: new Float32Array(3), v: new Float32Array(3) };
+    expect(applyUpdate(config, p, s2, g, ALL, into)).toBe(true);
+    expect([...into.params]).toEqual([...inPlace]);
+    expect([...into.m]).toEqual([...s1.m]);
+    expect([...into.v]).toEqual([...s1.v]);
+    expect([...p]).toEqual([1, -1, 0.5]); // the source is only read
+    expect([...s2.m]).toEqual([0, 0, 0]);
+    // A step past float32's range (sgd, a huge gradient) is reported, its source untouched.
+    const big = sgd({ learningRate: 100, momentum: 0 });
+    const s3 = initialOptimizerState(big, 1);
+    const out = { params: new Float32Array(1), m: new Float32Array(1), v: new Float32Array(0) };
+    expect(applyUpdate(big, Float32Array.from([1]), s3, Float32Array.from([1e37]), ALL, out)).toBe(
+      false,
+    );
+    expect(applyUpdate(big, Float32Array.from([1]), s3, Float32Array.from([Number.NaN]), ALL)).toBe(
+      false,
+    );
+  });
+
   it("warms up linearly, then decays on a cosine", () => {
     const config = sgd({
       learningRate: 1,

@@ -34,8 +34,18 @@ export function learningRateAt(config: ServerOptimizerConfig, step: number): num
   );
 }
 
+/** Where a step writes the parameters and moments after it; absent, it writes in place. */
+export interface StepTarget {
+  params: Float32Array;
+  m: Float32Array;
+  v: Float32Array;
+}
+
 /**
- * One step, in place on `params` and `state`, with `update` the aggregate for this version:
+ * One step, with `update` the aggregate for this version, reading `params` and `state` and
+ * writing `into` (in place when absent); `state.step` counts it. Returns whether every new
+ * parameter is finite (checked in the same pass), so that a caller writing into spare arrays
+ * can throw a bad step away by not swapping them in.
  *   sgd     v ← μv + g + λp;   p ← p − η·(Nesterov ? g + λp + μv : v)
  *   adamw   m ← β₁m + (1−β₁)g;  v ← β₂v + (1−β₂)g²;  p ← p − η·(m̂/(√v̂+ε) + λp)
  * For local SGD / DiLoCo the "gradient" is the averaged parameter delta (before − after), and
@@ -49,32 +59,108 @@ export function applyUpdate(
   state: OptimizerState,
   update: Float32Array,
   decay: Uint32Array,
-): void {
+  into: StepTarget = { params, m: state.m, v: state.v },
+): boolean {
   if (update.length !== params.length) throw new Error("update and parameters differ in size");
   const lr = learningRateAt(config, state.step);
   state.step++;
-  const { momentum: mu, weightDecay } = config;
-  const m = state.m;
-  const wdOf = (i: number) => ((decay[i >>> 5]! >>> (i & 31)) & 1 ? weightDecay : 0);
-  if (config.kind === "sgd") {
-    for (let i = 0; i < params.length; i++) {
-      const g = update[i]! + wdOf(i) * params[i]!;
-      const v = mu * m[i]! + g;
-      m[i] = v;
-      params[i]! -= lr * (config.nesterov ? g + mu * v : v);
-    }
-    return;
+  // The loops are plain functions of plain arguments: a closure over `decay` or the config in
+  // the loop made V8 load them through a context on every element (2.3× slower, measured).
+  if (config.kind === "sgd")
+    return sgdStep(
+      params,
+      state.m,
+      update,
+      decay,
+      into,
+      lr,
+      config.momentum,
+      config.weightDecay,
+      config.nesterov,
+    );
+  const c1 = 1 - config.momentum ** state.step;
+  const c2 = 1 - config.beta2 ** state.step;
+  return adamwStep(
+    params,
+    state.m,
+    state.v,
+    update,
+    decay,
+    into,
+    lr,
+    config.momentum,
+    config.beta2,
+    c1,
+    c2,
+    config.epsilon,
+    config.weightDecay,
+  );
+}
+
+// x·0 is 0 for every finite x and NaN otherwise: one sum tells whether all new values are finite.
+
+function sgdStep(
+  params: Float32Array,
+  m: Float32Array,
+  update: Float32Array,
+  decay: Uint32Array,
+  into: StepTarget,
+  lr: number,
+  mu: number,
+  weightDecay: number,
+  nesterov: boolean,
+): boolean {
+  const out = into.params;
+  const outM = into.m;
+  let finite = 0;
+  for (let i = 0; i < params.length; i++) {
+    const p = params[i]!;
+    const wd = (decay[i >>> 5]! >>> (i & 31)) & 1 ? weightDecay : 0;
+    const g = update[i]! + wd * p;
+    const v = mu * m[i]! + g;
+    outM[i] = v;
+    const next = p - lr * (nesterov ? g + mu * v : v);
+    out[i] = next;
+    finite += Math.fround(next) * 0;
   }
-  const b2 = config.beta2;
-  const c1 = 1 - mu ** state.step;
-  const c2 = 1 - b2 ** state.step;
-  const v = state.v;
+  return finite === 0;
+}
+
+function adamwStep(
+  params: Float32Array,
+  m: Float32Array,
+  v: Float32Array,
+  update: Float32Array,
+  decay: Uint32Array,
+  into: StepTarget,
+  lr: number,
+  mu: number,
+  b2: number,
+  c1: number,
+  c2: number,
+  eps: number,
+  weightDecay: number,
+): boolean {
+  const out = into.params;
+  const outM = into.m;
+  const outV = into.v;
+  // m̂/(√v̂+ε) with the bias corrections folded into constants: lr·m/c₁ / (√v/√c₂ + ε).
+  const k1 = 1 - mu;
+  const k2 = 1 - b2;
+  const rate = lr / c1;
+  const root = 1 / Math.sqrt(c2);
+  let finite = 0;
   for (let i = 0; i < params.length; i++) {
     const g = update[i]!;
-    const mi = mu * m[i]! + (1 - mu) * g;
-    const vi = b2 * v[i]! + (1 - b2) * g * g;
-    m[i] = mi;
-    v[i] = vi;
-    params[i]! -= lr * (mi / c1 / (Math.sqrt(vi / c2) + config.epsilon) + wdOf(i) * params[i]!);
+    const p = params[i]!;
+    const mi = mu * m[i]! + k1 * g;
+    const vi = b2 * v[i]! + k2 * g * g;
+    outM[i] = mi;
+    outV[i] = vi;
+    const wd = (decay[i >>> 5]! >>> (i & 31)) & 1 ? weightDecay : 0;
+    const next = p - ((rate * mi) / (Math.sqrt(vi) * root + eps) + lr * wd * p);
+    out[i] = next;
+    finite += Math.fround(next) * 0;
   }
+  return finite === 0;
 }
