@@ -10,6 +10,7 @@ import { serve } from "@hono/node-server";
 import { mnistShardFromPackage } from "@pangea/shared/mnist-node";
 import { tinyShakespeareShard } from "@pangea/shared/text-node";
 import { type RawData, type WebSocket, WebSocketServer } from "ws";
+import { PingRounds } from "./ping-rounds.ts";
 import type { IceServer } from "@pangea/shared";
 import type { AdmissionLimits } from "../core/admission.ts";
 import { Coordinator } from "../core/coordinator.ts";
@@ -147,7 +148,7 @@ export async function startServer(options: ServerOptions) {
 
   let stopping = false;
   const wss = new WebSocketServer({ noServer: true, maxPayload: coordinator.maxFrameBytes() });
-  const alive = new WeakMap<WebSocket, boolean>();
+  const pings = new PingRounds(() => wss.clients, PING_MS, TICK_MS);
 
   const { server, port } = await new Promise<{ server: ReturnType<typeof serve>; port: number }>(
     (resolve) => {
@@ -183,36 +184,16 @@ export async function startServer(options: ServerOptions) {
       bufferedAmount: () => ws.bufferedAmount,
       address,
     };
-    alive.set(ws, true);
+    pings.heard(ws);
     coordinator.connect(peer);
-    ws.on("pong", () => alive.set(ws, true));
+    ws.on("pong", () => pings.heard(ws));
     ws.on("message", (data: RawData) => coordinator.receive(peer, toBytes(data)));
     ws.on("close", () => coordinator.disconnect(peer));
     // A frame over maxPayload, a bad opcode: ws closes the socket itself (1009, 1002).
     ws.on("error", () => {});
   }
 
-  // Every socket is pinged once per PING_MS, a slice of them each tick rather than all in one
-  // turn: with 10,000 tabs open, one loop of 10,000 pings held the event loop for tens of ms.
-  let pingRound: WebSocket[] = [];
-  let pingAt = 0;
-  const pinger = setInterval(() => {
-    if (pingAt >= pingRound.length) {
-      pingRound = [...wss.clients];
-      pingAt = 0;
-    }
-    const slice = Math.ceil((pingRound.length * TICK_MS) / PING_MS);
-    for (const end = Math.min(pingRound.length, pingAt + slice); pingAt < end; pingAt++) {
-      const ws = pingRound[pingAt]!;
-      if (ws.readyState !== ws.OPEN) continue;
-      if (!alive.get(ws)) {
-        ws.terminate();
-        continue;
-      }
-      alive.set(ws, false);
-      ws.ping();
-    }
-  }, TICK_MS);
+  const pinger = setInterval(() => pings.tick(Date.now()), TICK_MS);
   const ticker = setInterval(() => coordinator.tick(), TICK_MS);
 
   const url = `http://${options.hostname === "0.0.0.0" ? "localhost" : options.hostname}:${port}`;
