@@ -88,8 +88,8 @@ export interface CommitGate {
 }
 
 /** Parameter-sized float32 buffers a run holds besides the updates it gathers: the parameters,
- * two optimizer moments, their copies while a step is checked, the step, the aggregate (float64,
- * two) and the encoded parameter frame. */
+ * two optimizer moments, their spares the next step writes into, the step, the aggregate
+ * (float64, two) and the encoded parameter frame. */
 const RESIDENT_COPIES = 10;
 
 /**

@@ -867,16 +867,18 @@ export class Run {
       ...c.aggregation,
       seed: (c.seed ^ Math.imul(this.record.version + 1, 0x9e3779b1)) >>> 0,
     });
-    const update = (this.updateScratch ??= new Float32Array(this.parameters.length));
+    this.updateScratch ??= new Float32Array(this.parameters.length);
+    const update = this.updateScratch;
     for (const [i, slot] of this.layout.slots.entries()) update.set(agg[i]!, slot.offset);
     // The step writes into spare arrays, swapped in only when it is finite: a bad step is thrown
     // away without copying the parameters and moments aside every version.
     const before = this.parameters;
-    const spare = (this.spare ??= {
+    this.spare ??= {
       params: new Float32Array(before.length),
       m: new Float32Array(this.optimizer.m.length),
       v: new Float32Array(this.optimizer.v.length),
-    });
+    };
+    const spare = this.spare;
     const step = this.optimizer.step;
     const state = { step, m: this.optimizer.m, v: this.optimizer.v };
     if (!applyUpdate(c.optimizer, before, state, update, this.decay, spare)) {
