@@ -64,8 +64,9 @@ export function applyUpdate(
   if (update.length !== params.length) throw new Error("update and parameters differ in size");
   const lr = learningRateAt(config, state.step);
   state.step++;
-  // The loops are plain functions of plain arguments: a closure over `decay` or the config in
-  // the loop made V8 load them through a context on every element (2.3× slower, measured).
+  // The loops are plain functions of plain arguments (a closure over `decay` and the config
+  // kept V8 loading them through a context in the loop), with the bias corrections folded into
+  // constants: together 2.0 → 1.0 ms per step over the MNIST model's 101,770 parameters.
   if (config.kind === "sgd")
     return sgdStep(
       params,
@@ -97,7 +98,8 @@ export function applyUpdate(
   );
 }
 
-// x·0 is 0 for every finite x and NaN otherwise: one sum tells whether all new values are finite.
+// In both loops, x·0 is 0 for every finite x and NaN otherwise: one sum tells whether every new
+// parameter is finite (as float32, hence the fround).
 
 function sgdStep(
   params: Float32Array,
