@@ -66,6 +66,9 @@ struct GradientUpdate {
   kind @10 :UpdateKind;
   correct @11 :UInt32;          # correct predictions in the batch (the worker's claim)
   innerSteps @12 :UInt32;       # local SGD / DiLoCo: optimizer steps taken on the worker
+  pieceHashes @13 :Data;        # set, with gradients empty: a declaration for reduction among
+                                # peers (TrainingConfig.reduceGroup): the SHA-256 (32 bytes each)
+                                # of each of the update's REDUCE_PIECES pieces, as fp32 bytes
 }
 
 enum MessageType {
@@ -84,6 +87,8 @@ enum MessageType {
   leave @11;
   evaluation @12;
   parametersRequest @13;
+  reducePlan @14;
+  reducedPart @15;
 }
 
 struct Message {
@@ -108,6 +113,8 @@ struct Message {
     trainingBatch @17 :TrainingBatch;
     evaluation @18 :EvaluationReport;
     parametersRequest @19 :ParametersRequest;
+    reducePlan @20 :ReducePlan;
+    reducedPart @21 :ReducedPart;
   }
   timestamp @5 :UInt64;
 }
@@ -245,6 +252,9 @@ struct TrainingConfig {
   momentum @5 :Float32;
   weightDecay @6 :Float32;
   updateEncoding @7 :Encoding;   # the encoding the coordinator asks for
+  reduceGroup @8 :UInt32;        # >= 2: a session that joined with peers declares its update
+                                 # (GradientUpdate.pieceHashes) and reduces it with a group of
+                                 # peers (ReducePlan) instead of sending it whole; 0: off
 }
 
 struct LeaseRequest {
@@ -320,6 +330,8 @@ enum ErrorCode {
   claimMismatch @17;             # an update's claim (samples, inner steps) is not what its lease handed out
   alreadyJoined @18;             # a connection speaks for one session: a second join is refused
   notIntroduced @19;             # a signal to a session the coordinator has not introduced
+  reduceFallback @20;            # the reduction a declaration took part in failed: send the
+                                 # update itself (ref: the declaration's message id)
 }
 
 struct Error {
@@ -357,4 +369,45 @@ enum PeerFailure {
   timeout @1;        # connected, but the frame did not arrive in time
   badHash @2;        # the bytes did not match the lease's parametersSha256
   missing @3;        # the peer said it does not hold that version
+}
+
+# ---------------------------------------------------------------------------------------------
+# Reduction among peers (TrainingConfig.reduceGroup)
+# ---------------------------------------------------------------------------------------------
+
+# The coordinator's plan for a group of declared updates of one version. A group of g members
+# splits the update into g parts (whole pieces, see shared/src/reduce.ts); member i reduces part
+# i (fetching that part of every other member's update over WebRTC, checking it against their
+# piece hashes, combining all g with `aggregator`) and sends it, and member i+1 (mod g) reduces
+# the same part and sends only its hash: the coordinator takes the part when the two agree.
+struct ReducePlan {
+  group @0 :UInt64;
+  version @1 :UInt64;
+  members @2 :List(ReduceMember);   # in the order every reduction combines them
+  deadline @3 :UInt64;              # parts must arrive before this, or the group falls back
+  aggregator @4 :Aggregator;
+  trim @5 :Float32;                 # trimmedMean: the fraction cut from each end
+}
+
+struct ReduceMember {
+  session @0 :Text;
+  leaseId @1 :UInt64;
+  weight @2 :Float64;               # its weight in the mean (samples)
+  pieceHashes @3 :Data;             # as it declared them
+}
+
+enum Aggregator {
+  mean @0;
+  trimmedMean @1;
+  median @2;
+}
+
+# An owner's reduction of one part of a group's updates.
+struct ReducedPart {
+  group @0 :UInt64;
+  part @1 :UInt32;
+  data @2 :Data;                    # the reducing owner: the part, fp32; the checking owner: empty
+  sha256 @3 :Text;                  # lowercase hex SHA-256 of the part's fp32 bytes
+  badBytes @4 :Text;                # members (comma-separated) whose bytes did not match their hashes
+  missing @5 :Text;                 # members (comma-separated) whose bytes did not come in time
 }

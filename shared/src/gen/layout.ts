@@ -63,7 +63,7 @@ export const structs = {
   },
   "GradientUpdate": {
     dataWords: 6,
-    pointers: 4,
+    pointers: 5,
     fields: {
       gradientId: { kind: "text", ptr: 0 },
       gradients: { kind: "list", element: { kind: "struct", type: "Tensor" }, ptr: 1 },
@@ -78,6 +78,7 @@ export const structs = {
       kind: { kind: "u16", enum: "UpdateKind", byte: 34 },
       correct: { kind: "u32", byte: 36 },
       innerSteps: { kind: "u32", byte: 40 },
+      pieceHashes: { kind: "data", ptr: 4 },
     },
   },
   "Heartbeat": {
@@ -183,6 +184,8 @@ export const structs = {
       trainingBatch: { kind: "struct", type: "TrainingBatch", ptr: 3, when: 12 },
       evaluation: { kind: "struct", type: "EvaluationReport", ptr: 3, when: 13 },
       parametersRequest: { kind: "struct", type: "ParametersRequest", ptr: 3, when: 14 },
+      reducePlan: { kind: "struct", type: "ReducePlan", ptr: 3, when: 15 },
+      reducedPart: { kind: "struct", type: "ReducedPart", ptr: 3, when: 16 },
     },
   },
   "Message": {
@@ -236,6 +239,40 @@ export const structs = {
       failure: { kind: "u16", enum: "PeerFailure", byte: 8 },
     },
   },
+  "ReduceMember": {
+    dataWords: 2,
+    pointers: 2,
+    fields: {
+      session: { kind: "text", ptr: 0 },
+      leaseId: { kind: "u64", byte: 0 },
+      weight: { kind: "f64", byte: 8 },
+      pieceHashes: { kind: "data", ptr: 1 },
+    },
+  },
+  "ReducePlan": {
+    dataWords: 4,
+    pointers: 1,
+    fields: {
+      group: { kind: "u64", byte: 0 },
+      version: { kind: "u64", byte: 8 },
+      members: { kind: "list", element: { kind: "struct", type: "ReduceMember" }, ptr: 0 },
+      deadline: { kind: "u64", byte: 16 },
+      aggregator: { kind: "u16", enum: "Aggregator", byte: 24 },
+      trim: { kind: "f32", byte: 28 },
+    },
+  },
+  "ReducedPart": {
+    dataWords: 2,
+    pointers: 4,
+    fields: {
+      group: { kind: "u64", byte: 0 },
+      part: { kind: "u32", byte: 8 },
+      data: { kind: "data", ptr: 0 },
+      sha256: { kind: "text", ptr: 1 },
+      badBytes: { kind: "text", ptr: 2 },
+      missing: { kind: "text", ptr: 3 },
+    },
+  },
   "Signal": {
     dataWords: 0,
     pointers: 1,
@@ -279,6 +316,7 @@ export const structs = {
       momentum: { kind: "f32", byte: 16 },
       weightDecay: { kind: "f32", byte: 20 },
       updateEncoding: { kind: "u16", enum: "Encoding", byte: 24 },
+      reduceGroup: { kind: "u32", byte: 28 },
     },
   },
   "Transformer": {
@@ -314,12 +352,13 @@ export const structs = {
 
 export const enums = {
   Activation: ["none", "relu", "gelu"],
+  Aggregator: ["mean", "trimmedMean", "median"],
   DataType: ["float32", "float16", "int32", "int8", "uint8"],
   Encoding: ["fp32", "fp16", "int8"],
-  ErrorCode: ["internal", "malformedFrame", "frameTooLarge", "unsupportedMessage", "notJoined", "unknownRun", "runNotActive", "unknownLease", "leaseExpired", "staleVersion", "shapeMismatch", "nonFinite", "normTooLarge", "unauthorized", "quarantined", "rateLimited", "protocolVersion", "claimMismatch", "alreadyJoined", "notIntroduced"],
+  ErrorCode: ["internal", "malformedFrame", "frameTooLarge", "unsupportedMessage", "notJoined", "unknownRun", "runNotActive", "unknownLease", "leaseExpired", "staleVersion", "shapeMismatch", "nonFinite", "normTooLarge", "unauthorized", "quarantined", "rateLimited", "protocolVersion", "claimMismatch", "alreadyJoined", "notIntroduced", "reduceFallback"],
   LocalOptimizer: ["sgd", "momentum", "adamw"],
   Loss: ["softmaxCrossEntropy", "meanSquaredError"],
-  MessageType: ["request", "response", "gradientSync", "heartbeat", "join", "welcome", "lease", "parameters", "ack", "error", "signal", "leave", "evaluation", "parametersRequest"],
+  MessageType: ["request", "response", "gradientSync", "heartbeat", "join", "welcome", "lease", "parameters", "ack", "error", "signal", "leave", "evaluation", "parametersRequest", "reducePlan", "reducedPart"],
   PeerFailure: ["unreachable", "timeout", "badHash", "missing"],
   Strategy: ["synchronous", "asynchronous", "localSgd"],
   UpdateKind: ["gradient", "parameterDelta"],

@@ -241,7 +241,7 @@ export class GradientUpdate extends $.Struct {
     static readonly _capnp = {
         displayName: "GradientUpdate",
         id: "de0e7e5a2d2afe29",
-        size: new $.ObjectSize(48, 4),
+        size: new $.ObjectSize(48, 5),
     };
     static _Gradients: $.ListCtor<Tensor>;
     get gradientId(): string {
@@ -358,6 +358,30 @@ export class GradientUpdate extends $.Struct {
     set innerSteps(value: number) {
         $.utils.setUint32(40, value, this);
     }
+    _adoptPieceHashes(value: $.Orphan<$.Data>): void {
+        $.utils.adopt(value, $.utils.getPointer(4, this));
+    }
+    _disownPieceHashes(): $.Orphan<$.Data> {
+        return $.utils.disown(this.pieceHashes);
+    }
+    /**
+* set, with gradients empty: a declaration for reduction among
+* peers (TrainingConfig.reduceGroup): the SHA-256 (32 bytes each)
+* of each of the update's REDUCE_PIECES pieces, as fp32 bytes
+*
+*/
+    get pieceHashes(): $.Data {
+        return $.utils.getData(4, this);
+    }
+    _hasPieceHashes(): boolean {
+        return !$.utils.isNull($.utils.getPointer(4, this));
+    }
+    _initPieceHashes(length: number): $.Data {
+        return $.utils.initData(4, length, this);
+    }
+    set pieceHashes(value: $.Data) {
+        $.utils.copyFrom(value, $.utils.getPointer(4, this));
+    }
     toString(): string { return "GradientUpdate_" + super.toString(); }
 }
 export const MessageType = {
@@ -391,7 +415,9 @@ export const MessageType = {
     SIGNAL: 10,
     LEAVE: 11,
     EVALUATION: 12,
-    PARAMETERS_REQUEST: 13
+    PARAMETERS_REQUEST: 13,
+    REDUCE_PLAN: 14,
+    REDUCED_PART: 15
 } as const;
 export type MessageType = (typeof MessageType)[keyof typeof MessageType];
 export const Message_Payload_Which = {
@@ -414,7 +440,9 @@ export const Message_Payload_Which = {
     LEAVE: 11,
     TRAINING_BATCH: 12,
     EVALUATION: 13,
-    PARAMETERS_REQUEST: 14
+    PARAMETERS_REQUEST: 14,
+    REDUCE_PLAN: 15,
+    REDUCED_PART: 16
 } as const;
 export type Message_Payload_Which = (typeof Message_Payload_Which)[keyof typeof Message_Payload_Which];
 export class Message_Payload extends $.Struct {
@@ -433,6 +461,8 @@ export class Message_Payload extends $.Struct {
     static readonly TRAINING_BATCH = Message_Payload_Which.TRAINING_BATCH;
     static readonly EVALUATION = Message_Payload_Which.EVALUATION;
     static readonly PARAMETERS_REQUEST = Message_Payload_Which.PARAMETERS_REQUEST;
+    static readonly REDUCE_PLAN = Message_Payload_Which.REDUCE_PLAN;
+    static readonly REDUCED_PART = Message_Payload_Which.REDUCED_PART;
     static readonly _capnp = {
         displayName: "payload",
         id: "fb7450d1e36a9862",
@@ -816,6 +846,56 @@ export class Message_Payload extends $.Struct {
     }
     set parametersRequest(value: ParametersRequest) {
         $.utils.setUint16(2, 14, this);
+        $.utils.copyFrom(value, $.utils.getPointer(3, this));
+    }
+    _adoptReducePlan(value: $.Orphan<ReducePlan>): void {
+        $.utils.setUint16(2, 15, this);
+        $.utils.adopt(value, $.utils.getPointer(3, this));
+    }
+    _disownReducePlan(): $.Orphan<ReducePlan> {
+        return $.utils.disown(this.reducePlan);
+    }
+    get reducePlan(): ReducePlan {
+        $.utils.testWhich("reducePlan", $.utils.getUint16(2, this), 15, this);
+        return $.utils.getStruct(3, ReducePlan, this);
+    }
+    _hasReducePlan(): boolean {
+        return !$.utils.isNull($.utils.getPointer(3, this));
+    }
+    _initReducePlan(): ReducePlan {
+        $.utils.setUint16(2, 15, this);
+        return $.utils.initStructAt(3, ReducePlan, this);
+    }
+    get _isReducePlan(): boolean {
+        return $.utils.getUint16(2, this) === 15;
+    }
+    set reducePlan(value: ReducePlan) {
+        $.utils.setUint16(2, 15, this);
+        $.utils.copyFrom(value, $.utils.getPointer(3, this));
+    }
+    _adoptReducedPart(value: $.Orphan<ReducedPart>): void {
+        $.utils.setUint16(2, 16, this);
+        $.utils.adopt(value, $.utils.getPointer(3, this));
+    }
+    _disownReducedPart(): $.Orphan<ReducedPart> {
+        return $.utils.disown(this.reducedPart);
+    }
+    get reducedPart(): ReducedPart {
+        $.utils.testWhich("reducedPart", $.utils.getUint16(2, this), 16, this);
+        return $.utils.getStruct(3, ReducedPart, this);
+    }
+    _hasReducedPart(): boolean {
+        return !$.utils.isNull($.utils.getPointer(3, this));
+    }
+    _initReducedPart(): ReducedPart {
+        $.utils.setUint16(2, 16, this);
+        return $.utils.initStructAt(3, ReducedPart, this);
+    }
+    get _isReducedPart(): boolean {
+        return $.utils.getUint16(2, this) === 16;
+    }
+    set reducedPart(value: ReducedPart) {
+        $.utils.setUint16(2, 16, this);
         $.utils.copyFrom(value, $.utils.getPointer(3, this));
     }
     toString(): string { return "Message_Payload_" + super.toString(); }
@@ -1590,6 +1670,18 @@ export class TrainingConfig extends $.Struct {
     set updateEncoding(value: Encoding) {
         $.utils.setUint16(24, value, this);
     }
+    /**
+* >= 2: a session that joined with peers declares its update
+* (GradientUpdate.pieceHashes) and reduces it with a group of
+* peers (ReducePlan) instead of sending it whole; 0: off
+*
+*/
+    get reduceGroup(): number {
+        return $.utils.getUint32(28, this);
+    }
+    set reduceGroup(value: number) {
+        $.utils.setUint32(28, value, this);
+    }
     toString(): string { return "TrainingConfig_" + super.toString(); }
 }
 export class LeaseRequest extends $.Struct {
@@ -1953,7 +2045,13 @@ export const ErrorCode = {
 * a signal to a session the coordinator has not introduced
 *
 */
-    NOT_INTRODUCED: 19
+    NOT_INTRODUCED: 19,
+    /**
+* the reduction a declaration took part in failed: send the
+* update itself (ref: the declaration's message id)
+*
+*/
+    REDUCE_FALLBACK: 20
 } as const;
 export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];
 export class Error extends $.Struct {
@@ -2105,9 +2203,209 @@ export const PeerFailure = {
     MISSING: 3
 } as const;
 export type PeerFailure = (typeof PeerFailure)[keyof typeof PeerFailure];
+export class ReducePlan extends $.Struct {
+    static readonly _capnp = {
+        displayName: "ReducePlan",
+        id: "93717fe3032a4903",
+        size: new $.ObjectSize(32, 1),
+    };
+    static _Members: $.ListCtor<ReduceMember>;
+    get group(): bigint {
+        return $.utils.getUint64(0, this);
+    }
+    set group(value: bigint) {
+        $.utils.setUint64(0, value, this);
+    }
+    get version(): bigint {
+        return $.utils.getUint64(8, this);
+    }
+    set version(value: bigint) {
+        $.utils.setUint64(8, value, this);
+    }
+    _adoptMembers(value: $.Orphan<$.List<ReduceMember>>): void {
+        $.utils.adopt(value, $.utils.getPointer(0, this));
+    }
+    _disownMembers(): $.Orphan<$.List<ReduceMember>> {
+        return $.utils.disown(this.members);
+    }
+    /**
+* in the order every reduction combines them
+*
+*/
+    get members(): $.List<ReduceMember> {
+        return $.utils.getList(0, ReducePlan._Members, this);
+    }
+    _hasMembers(): boolean {
+        return !$.utils.isNull($.utils.getPointer(0, this));
+    }
+    _initMembers(length: number): $.List<ReduceMember> {
+        return $.utils.initList(0, ReducePlan._Members, length, this);
+    }
+    set members(value: $.List<ReduceMember>) {
+        $.utils.copyFrom(value, $.utils.getPointer(0, this));
+    }
+    /**
+* parts must arrive before this, or the group falls back
+*
+*/
+    get deadline(): bigint {
+        return $.utils.getUint64(16, this);
+    }
+    set deadline(value: bigint) {
+        $.utils.setUint64(16, value, this);
+    }
+    get aggregator(): Aggregator {
+        return $.utils.getUint16(24, this) as Aggregator;
+    }
+    set aggregator(value: Aggregator) {
+        $.utils.setUint16(24, value, this);
+    }
+    /**
+* trimmedMean: the fraction cut from each end
+*
+*/
+    get trim(): number {
+        return $.utils.getFloat32(28, this);
+    }
+    set trim(value: number) {
+        $.utils.setFloat32(28, value, this);
+    }
+    toString(): string { return "ReducePlan_" + super.toString(); }
+}
+export class ReduceMember extends $.Struct {
+    static readonly _capnp = {
+        displayName: "ReduceMember",
+        id: "d73fa8f6aa656788",
+        size: new $.ObjectSize(16, 2),
+    };
+    get session(): string {
+        return $.utils.getText(0, this);
+    }
+    set session(value: string) {
+        $.utils.setText(0, value, this);
+    }
+    get leaseId(): bigint {
+        return $.utils.getUint64(0, this);
+    }
+    set leaseId(value: bigint) {
+        $.utils.setUint64(0, value, this);
+    }
+    /**
+* its weight in the mean (samples)
+*
+*/
+    get weight(): number {
+        return $.utils.getFloat64(8, this);
+    }
+    set weight(value: number) {
+        $.utils.setFloat64(8, value, this);
+    }
+    _adoptPieceHashes(value: $.Orphan<$.Data>): void {
+        $.utils.adopt(value, $.utils.getPointer(1, this));
+    }
+    _disownPieceHashes(): $.Orphan<$.Data> {
+        return $.utils.disown(this.pieceHashes);
+    }
+    /**
+* as it declared them
+*
+*/
+    get pieceHashes(): $.Data {
+        return $.utils.getData(1, this);
+    }
+    _hasPieceHashes(): boolean {
+        return !$.utils.isNull($.utils.getPointer(1, this));
+    }
+    _initPieceHashes(length: number): $.Data {
+        return $.utils.initData(1, length, this);
+    }
+    set pieceHashes(value: $.Data) {
+        $.utils.copyFrom(value, $.utils.getPointer(1, this));
+    }
+    toString(): string { return "ReduceMember_" + super.toString(); }
+}
+export const Aggregator = {
+    MEAN: 0,
+    TRIMMED_MEAN: 1,
+    MEDIAN: 2
+} as const;
+export type Aggregator = (typeof Aggregator)[keyof typeof Aggregator];
+export class ReducedPart extends $.Struct {
+    static readonly _capnp = {
+        displayName: "ReducedPart",
+        id: "835b7c7ecb78f0cb",
+        size: new $.ObjectSize(16, 4),
+    };
+    get group(): bigint {
+        return $.utils.getUint64(0, this);
+    }
+    set group(value: bigint) {
+        $.utils.setUint64(0, value, this);
+    }
+    get part(): number {
+        return $.utils.getUint32(8, this);
+    }
+    set part(value: number) {
+        $.utils.setUint32(8, value, this);
+    }
+    _adoptData(value: $.Orphan<$.Data>): void {
+        $.utils.adopt(value, $.utils.getPointer(0, this));
+    }
+    _disownData(): $.Orphan<$.Data> {
+        return $.utils.disown(this.data);
+    }
+    /**
+* the reducing owner: the part, fp32; the checking owner: empty
+*
+*/
+    get data(): $.Data {
+        return $.utils.getData(0, this);
+    }
+    _hasData(): boolean {
+        return !$.utils.isNull($.utils.getPointer(0, this));
+    }
+    _initData(length: number): $.Data {
+        return $.utils.initData(0, length, this);
+    }
+    set data(value: $.Data) {
+        $.utils.copyFrom(value, $.utils.getPointer(0, this));
+    }
+    /**
+* lowercase hex SHA-256 of the part's fp32 bytes
+*
+*/
+    get sha256(): string {
+        return $.utils.getText(1, this);
+    }
+    set sha256(value: string) {
+        $.utils.setText(1, value, this);
+    }
+    /**
+* members (comma-separated) whose bytes did not match their hashes
+*
+*/
+    get badBytes(): string {
+        return $.utils.getText(2, this);
+    }
+    set badBytes(value: string) {
+        $.utils.setText(2, value, this);
+    }
+    /**
+* members (comma-separated) whose bytes did not come in time
+*
+*/
+    get missing(): string {
+        return $.utils.getText(3, this);
+    }
+    set missing(value: string) {
+        $.utils.setText(3, value, this);
+    }
+    toString(): string { return "ReducedPart_" + super.toString(); }
+}
 TrainingBatch._Metadata = $.CompositeList(MetadataEntry);
 GradientUpdate._Gradients = $.CompositeList(Tensor);
 Welcome._Parameters = $.CompositeList(Tensor);
 Welcome._IceServers = $.CompositeList(IceServer);
 ModelSpec._Layers = $.CompositeList(Layer);
 ParameterBroadcast._Tensors = $.CompositeList(Tensor);
+ReducePlan._Members = $.CompositeList(ReduceMember);

@@ -233,6 +233,36 @@ function writeMessage(w: FrameWriter, message: WireMessage): Uint8Array {
       w.u16(s, F.failure.byte, enumIndex("PeerFailure", payload.failure));
       break;
     }
+    case "reducePlan": {
+      const s = w.struct(root, at, structs.ReducePlan);
+      const F = structs.ReducePlan.fields;
+      const M = structs.ReduceMember.fields;
+      w.u64(s, F.group.byte, payload.group, "group");
+      w.u64(s, F.version.byte, payload.version, "version");
+      const slots = w.structs(s, F.members.ptr, structs.ReduceMember, payload.members.length);
+      payload.members.forEach((m, i) => {
+        const slot = slots[i]!;
+        w.text(slot, M.session.ptr, m.session);
+        w.u64(slot, M.leaseId.byte, m.leaseId, "leaseId");
+        w.f64(slot, M.weight.byte, m.weight);
+        writeBytes(w, slot, M.pieceHashes.ptr, m.pieceHashes);
+      });
+      w.u64(s, F.deadline.byte, payload.deadline, "deadline");
+      w.u16(s, F.aggregator.byte, enumIndex("Aggregator", payload.aggregator));
+      w.f32(s, F.trim.byte, payload.trim);
+      break;
+    }
+    case "reducedPart": {
+      const s = w.struct(root, at, structs.ReducedPart);
+      const F = structs.ReducedPart.fields;
+      w.u64(s, F.group.byte, payload.group, "group");
+      w.u32(s, F.part.byte, payload.part);
+      if (payload.data.byteLength > 0) writeBytes(w, s, F.data.ptr, payload.data);
+      w.text(s, F.sha256.ptr, payload.sha256);
+      if (payload.badBytes.length) w.text(s, F.badBytes.ptr, payload.badBytes.join(","));
+      if (payload.missing.length) w.text(s, F.missing.ptr, payload.missing.join(","));
+      break;
+    }
   }
   return w.finish();
 }
@@ -286,6 +316,7 @@ function writeTrainingConfig(w: FrameWriter, s: StructSlot, t: TrainingConfig): 
   w.f32(s, F.momentum.byte, t.momentum);
   w.f32(s, F.weightDecay.byte, t.weightDecay);
   w.u16(s, F.updateEncoding.byte, enumIndex("Encoding", t.updateEncoding));
+  w.u32(s, F.reduceGroup.byte, t.reduceGroup ?? 0);
 }
 
 function writeTrainingBatch(w: FrameWriter, s: StructSlot, b: TrainingBatch): void {
@@ -319,6 +350,7 @@ function writeGradientUpdate(w: FrameWriter, s: StructSlot, g: GradientUpdate): 
   w.u16(s, F.kind.byte, enumIndex("UpdateKind", g.kind));
   w.u32(s, F.correct.byte, g.correct ?? 0);
   w.u32(s, F.innerSteps.byte, g.innerSteps ?? 0);
+  if (g.pieceHashes) writeBytes(w, s, F.pieceHashes.ptr, g.pieceHashes);
 }
 
 function writeTensors(
@@ -396,6 +428,13 @@ function estimateBytes(payload: Payload): number {
       break;
     case "signal":
       bytes += payload.payload.byteLength;
+      break;
+    case "reducedPart":
+      bytes += payload.data.byteLength;
+      break;
+    case "reducePlan":
+      for (const m of payload.members)
+        bytes += m.pieceHashes.byteLength + m.session.length * 3 + 64;
       break;
     case "welcome":
       payload.parameters.forEach(add);
@@ -662,6 +701,39 @@ function readPayload(
         failure: enumName(r, "PeerFailure", r.u16(s, F.failure.byte)),
       };
     }
+    case "reducePlan": {
+      const s = need(variant);
+      const F = structs.ReducePlan.fields;
+      const M = structs.ReduceMember.fields;
+      return {
+        type: "reducePlan",
+        group: r.u64(s, F.group.byte, "reducePlan.group"),
+        version: r.u64(s, F.version.byte, "reducePlan.version"),
+        members: r.structs(s, F.members.ptr, "reducePlan.members").map((m) => ({
+          session: r.text(m, M.session.ptr, "reduceMember.session"),
+          leaseId: r.u64(m, M.leaseId.byte, "reduceMember.leaseId"),
+          weight: r.f64(m, M.weight.byte),
+          pieceHashes: readBytes(r, m, M.pieceHashes.ptr, "reduceMember.pieceHashes"),
+        })),
+        deadline: r.u64(s, F.deadline.byte, "reducePlan.deadline"),
+        aggregator: enumName(r, "Aggregator", r.u16(s, F.aggregator.byte)),
+        trim: r.f32(s, F.trim.byte),
+      };
+    }
+    case "reducedPart": {
+      const s = need(variant);
+      const F = structs.ReducedPart.fields;
+      const list = (text: string) => (text === "" ? [] : text.split(","));
+      return {
+        type: "reducedPart",
+        group: r.u64(s, F.group.byte, "reducedPart.group"),
+        part: r.u32(s, F.part.byte),
+        data: readBytes(r, s, F.data.ptr, "reducedPart.data"),
+        sha256: r.text(s, F.sha256.ptr, "reducedPart.sha256"),
+        badBytes: list(r.text(s, F.badBytes.ptr, "reducedPart.badBytes")),
+        missing: list(r.text(s, F.missing.ptr, "reducedPart.missing")),
+      };
+    }
   }
 }
 
@@ -759,6 +831,7 @@ function readTrainingConfig(r: FrameReader, s: StructView | null): TrainingConfi
     momentum: r.f32(s, F.momentum.byte),
     weightDecay: r.f32(s, F.weightDecay.byte),
     updateEncoding: enumName(r, "Encoding", r.u16(s, F.updateEncoding.byte)),
+    ...(r.u32(s, F.reduceGroup.byte) > 0 ? { reduceGroup: r.u32(s, F.reduceGroup.byte) } : {}),
   };
 }
 
@@ -823,6 +896,9 @@ function readGradientUpdate(r: FrameReader, s: StructView): GradientUpdate {
     kind: enumName(r, "UpdateKind", r.u16(s, F.kind.byte)),
     correct: r.u32(s, F.correct.byte),
     innerSteps: r.u32(s, F.innerSteps.byte),
+    ...(r.data(s, F.pieceHashes.ptr, "update.pieceHashes")
+      ? { pieceHashes: readBytes(r, s, F.pieceHashes.ptr, "update.pieceHashes") }
+      : {}),
   };
 }
 

@@ -12,6 +12,7 @@ export type Loss = (typeof enums.Loss)[number];
 export type Strategy = (typeof enums.Strategy)[number];
 export type LocalOptimizer = (typeof enums.LocalOptimizer)[number];
 export type PeerFailure = (typeof enums.PeerFailure)[number];
+export type Aggregator = (typeof enums.Aggregator)[number];
 
 export type TensorData = Float32Array | Int32Array | Uint8Array | Uint16Array | Int8Array;
 
@@ -81,6 +82,20 @@ export interface GradientUpdate {
   kind: UpdateKind;
   correct?: number;
   innerSteps?: number;
+  /**
+   * Set, with `gradients` empty: a declaration for reduction among peers, the SHA-256 (32 bytes
+   * each) of each of the update's REDUCE_PIECES pieces as fp32 bytes (shared/src/reduce.ts).
+   */
+  pieceHashes?: Uint8Array;
+}
+
+/** One declared update in a reduction group (see ReducePlan in the schema). */
+export interface ReduceMember {
+  session: string;
+  leaseId: number;
+  /** Its weight in the mean: the samples it trained on. */
+  weight: number;
+  pieceHashes: Uint8Array;
 }
 
 /**
@@ -153,6 +168,8 @@ export interface TrainingConfig {
   momentum: number;
   weightDecay: number;
   updateEncoding: Encoding;
+  /** ≥ 2: sessions with peers declare their updates and reduce them in groups; 0 or absent: off. */
+  reduceGroup?: number;
 }
 
 export type Payload =
@@ -220,7 +237,27 @@ export type Payload =
   | ({ type: "trainingBatch" } & TrainingBatch)
   | ({ type: "evaluation" } & EvaluationReport)
   /** The peer a lease named did not deliver `version`'s frame: the coordinator sends it. */
-  | { type: "parametersRequest"; version: number; peer: string; failure: PeerFailure };
+  | { type: "parametersRequest"; version: number; peer: string; failure: PeerFailure }
+  /** The coordinator's plan for a group of declared updates: who reduces which part. */
+  | {
+      type: "reducePlan";
+      group: number;
+      version: number;
+      members: ReduceMember[];
+      deadline: number;
+      aggregator: Aggregator;
+      trim: number;
+    }
+  /** An owner's reduction of one part of a group's updates (data only from the reducing owner). */
+  | {
+      type: "reducedPart";
+      group: number;
+      part: number;
+      data: Uint8Array;
+      sha256: string;
+      badBytes: string[];
+      missing: string[];
+    };
 
 export type PayloadType = Payload["type"];
 
@@ -251,4 +288,6 @@ export const messageTypeOf: Record<Exclude<PayloadType, "raw">, MessageType> = {
   trainingBatch: "response",
   evaluation: "evaluation",
   parametersRequest: "parametersRequest",
+  reducePlan: "reducePlan",
+  reducedPart: "reducedPart",
 };
