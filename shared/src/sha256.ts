@@ -15,6 +15,19 @@ const K = new Uint32Array([
 
 /** The SHA-256 of `bytes`, as 64 lowercase hex digits. */
 export function sha256Hex(bytes: Uint8Array): string {
+  return Array.from(sha256Words(bytes), (x) => x.toString(16).padStart(8, "0")).join("");
+}
+
+/** The SHA-256 of `bytes`, as its 32 bytes. */
+export function sha256(bytes: Uint8Array): Uint8Array {
+  const out = new Uint8Array(32);
+  const view = new DataView(out.buffer);
+  const words = sha256Words(bytes);
+  for (let i = 0; i < 8; i++) view.setUint32(4 * i, words[i]!);
+  return out;
+}
+
+function sha256Words(bytes: Uint8Array): Uint32Array {
   const h = new Uint32Array([
     0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a, 0x510e527f, 0x9b05688c, 0x1f83d9ab, 0x5be0cd19,
   ]);
@@ -70,5 +83,5 @@ export function sha256Hex(bytes: Uint8Array): string {
   };
   for (let at = 0; at < whole; at += 64) block(bytes, at);
   for (let at = 0; at < tail.length; at += 64) block(tail, at);
-  return Array.from(h, (x) => x.toString(16).padStart(8, "0")).join("");
+  return h;
 }

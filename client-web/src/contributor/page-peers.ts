@@ -36,24 +36,38 @@ export class PagePeers {
       case "peer.signal":
         this.network.signal(p.from, p.payload);
         return true;
+      case "peer.share":
+        this.network.share(p.leaseId, p.update);
+        return true;
+      case "peer.unshare":
+        this.network.unshare(p.leaseId);
+        return true;
+      case "peer.fetchPart":
+        this.answer(p.id, this.network.fetchPart(p.peer, p.leaseId, p.start, p.end, p.timeoutMs));
+        return true;
       case "peer.close":
         this.network.close();
         return true;
       case "peer.fetch":
-        this.network.fetch(p.peer, p.version, p.timeoutMs).then(
-          (frame) => this.post({ type: "peer.fetched", id: p.id, frame }),
-          (e: unknown) =>
-            this.post({
-              type: "peer.fetched",
-              id: p.id,
-              failure: e instanceof PeerFetchError ? e.failure : "unreachable",
-              message: String(e instanceof Error ? e.message : e),
-            }),
-        );
+        this.answer(p.id, this.network.fetch(p.peer, p.version, p.timeoutMs));
         return true;
       default:
         return false;
     }
+  }
+
+  /** A fetch's end, to the worker: the bytes, or why not. */
+  private answer(id: number, fetched: Promise<Uint8Array>): void {
+    fetched.then(
+      (frame) => this.post({ type: "peer.fetched", id, frame }),
+      (e: unknown) =>
+        this.post({
+          type: "peer.fetched",
+          id,
+          failure: e instanceof PeerFetchError ? e.failure : "unreachable",
+          message: String(e instanceof Error ? e.message : e),
+        }),
+    );
   }
 
   stats(): PeerStats {

@@ -13,7 +13,7 @@ export class WorkerPeers implements PeerNetwork {
   private serial = 0;
   private readonly pending = new Map<
     number,
-    { resolve: (frame: Uint8Array) => void; reject: (e: unknown) => void }
+    { resolve: (frame: Uint8Array) => void; reject: (e: unknown) => void; part?: boolean }
   >();
   private counts = emptyPeerStats();
 
@@ -32,7 +32,7 @@ export class WorkerPeers implements PeerNetwork {
     if (!waiter) return;
     this.pending.delete(m.id);
     if (m.frame) {
-      this.counts.framesFetched++;
+      if (!waiter.part) this.counts.framesFetched++;
       waiter.resolve(m.frame);
     } else
       waiter.reject(new PeerFetchError(m.failure ?? "unreachable", m.message ?? "no peer frame"));
@@ -48,6 +48,29 @@ export class WorkerPeers implements PeerNetwork {
       this.pending.set(id, { resolve, reject });
       this.post({ type: "peer.fetch", id, peer, version, timeoutMs });
     });
+  }
+
+  fetchPart(
+    peer: string,
+    leaseId: number,
+    start: number,
+    end: number,
+    timeoutMs: number,
+  ): Promise<Uint8Array> {
+    const id = ++this.serial;
+    return new Promise((resolve, reject) => {
+      this.pending.set(id, { resolve, reject, part: true });
+      this.post({ type: "peer.fetchPart", id, peer, leaseId, start, end, timeoutMs });
+    });
+  }
+
+  share(leaseId: number, update: Uint8Array): void {
+    // The contributor keeps its own array: the page gets a copy (once per update).
+    this.post({ type: "peer.share", leaseId, update: update.slice() });
+  }
+
+  unshare(leaseId: number): void {
+    this.post({ type: "peer.unshare", leaseId });
   }
 
   offer(version: number, frame: Uint8Array): void {

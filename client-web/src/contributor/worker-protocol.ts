@@ -22,6 +22,18 @@ export type PeerFromWorker =
   | { type: "peer.configure"; iceServers: IceServer[] }
   | { type: "peer.fetch"; id: number; peer: string; version: number; timeoutMs: number }
   | { type: "peer.offer"; version: number; frame: Uint8Array }
+  /** Bytes [start, end) of a peer's declared update (reduction among peers): ends as peer.fetched. */
+  | {
+      type: "peer.fetchPart";
+      id: number;
+      peer: string;
+      leaseId: number;
+      start: number;
+      end: number;
+      timeoutMs: number;
+    }
+  | { type: "peer.share"; leaseId: number; update: Uint8Array }
+  | { type: "peer.unshare"; leaseId: number }
   /** A signaling payload the coordinator relayed from session `from`. */
   | { type: "peer.signal"; from: string; payload: Uint8Array }
   | { type: "peer.close" };

@@ -621,6 +621,10 @@ export class Coordinator {
         this.route(run, out);
         return;
       }
+      case "reducedPart": {
+        this.route(run, run.reducedPart(session.id, m.messageId, p, now));
+        return;
+      }
       case "heartbeat":
         this.reply(peer, { type: "heartbeat", sentAt: p.sentAt, samplesPerSecond: 0 });
         return;
@@ -829,6 +833,10 @@ export class Coordinator {
           this.transmit(peer, frame);
         }
       } else {
+        // A group's members fetch parts from each other: they may signal each other.
+        if (o.payload.type === "reducePlan")
+          for (const m of o.payload.members)
+            if (m.session !== o.to) this.introduce(o.to, m.session);
         const peer = this.sessions.get(o.to)?.peer;
         if (peer) this.send(peer, o.payload);
       }
@@ -1083,6 +1091,7 @@ export function trainingConfig(c: RunConfig): TrainingConfig {
     momentum: c.local.momentum,
     weightDecay: c.local.weightDecay,
     updateEncoding: c.updateEncoding,
+    ...((c.reduceGroup ?? 0) >= 2 ? { reduceGroup: c.reduceGroup } : {}),
   };
 }
 

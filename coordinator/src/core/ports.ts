@@ -32,6 +32,10 @@ export interface RunCounters {
   replicaComparisons?: number;
   replicaDisputes?: number;
   replicaDisputesSettled?: number;
+  /** Groups of declared updates reduced among peers and taken, and groups that fell back to
+   * whole updates, by why (reduce-groups.ts). */
+  groupsReduced?: number;
+  groupFallbacks?: number;
 }
 
 export interface RunRecord {

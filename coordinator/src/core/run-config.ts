@@ -1,8 +1,8 @@
 // What a researcher chooses when starting a run, and the checks that keep a bad choice out.
 // Every field has a default, so `{ model, dataset }` is a complete request; the API, the CLI and
 // the dashboard all go through `resolveRunConfig`.
-import { checkModelSpec, type ModelSpec, mnistMlp } from "@pangea/shared";
-import type { AggregatorKind } from "./aggregate.ts";
+import { checkModelSpec, MAX_REDUCE_GROUP, type ModelSpec, mnistMlp } from "@pangea/shared";
+import type { AggregatorKind } from "@pangea/shared";
 
 export type StrategyConfig =
   /** A version closes when `targetUpdates` sessions sent an update for it, or `stragglerMs` after the first. */
@@ -101,6 +101,12 @@ export interface RunConfig {
    * from the coordinator.
    */
   peers: boolean;
+  /**
+   * ≥ 2: sessions with peers declare their updates and reduce them among themselves in groups of
+   * this many (reduce-groups.ts), sending the coordinator one reduced update per group; 0 or
+   * absent (runs created before it existed): off.
+   */
+  reduceGroup?: number;
 }
 
 export type RunConfigInput = Partial<
@@ -179,6 +185,7 @@ export function resolveRunConfig(input: RunConfigInput): RunConfig {
     redundancy: input.redundancy ?? 0,
     quarantineAfter: input.quarantineAfter ?? 8,
     peers: input.peers ?? false,
+    reduceGroup: input.reduceGroup ?? 0,
   };
   const problems = checkRunConfig(config);
   if (problems.length > 0) throw new RunConfigError(problems);
@@ -269,5 +276,26 @@ export function checkRunConfig(c: RunConfig): string[] {
   need(num(c.redundancy, 0, 1), "redundancy: a fraction from 0 to 1");
   need(int(c.quarantineAfter, 1, 1e6), "quarantineAfter: a positive integer");
   need(typeof c.peers === "boolean", "peers: true or false");
+  const group = c.reduceGroup ?? 0;
+  need(
+    group === 0 || int(group, 2, MAX_REDUCE_GROUP),
+    `reduceGroup: 0 (off) or a group size from 2 to ${MAX_REDUCE_GROUP}`,
+  );
+  if (group > 0) {
+    // What a group's owners can compute part by part, and the coordinator can check.
+    need(c.peers, "reduceGroup: needs peers (the members reduce over WebRTC)");
+    need(
+      c.strategy.kind !== "asynchronous",
+      "reduceGroup: for the synchronous and localSgd strategies (an asynchronous version is one update)",
+    );
+    need(
+      ["mean", "trimmedMean", "median"].includes(c.aggregation.kind) &&
+        c.aggregation.bucket <= 1 &&
+        c.aggregation.clipNorm === 0,
+      "reduceGroup: a coordinate-wise aggregation (mean, trimmedMean or median) without buckets or clipNorm, which a part can be reduced with alone",
+    );
+    need(c.redundancy === 0, "reduceGroup: without redundancy (a copy is compared whole)");
+    need(c.updateEncoding === "fp32", "reduceGroup: fp32 updates (parts are hashed as fp32)");
+  }
   return p;
 }

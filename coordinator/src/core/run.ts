@@ -5,6 +5,8 @@
 import {
   type ClientInfo,
   decayMask,
+  partRange,
+  REDUCE_PIECES,
   type EvaluationReport,
   type GradientUpdate,
   initParameters,
@@ -13,12 +15,13 @@ import {
   parameterLayout,
   type Tensor,
 } from "@pangea/shared";
-import { aggregate, updateNorm, type WeightedUpdate } from "./aggregate.ts";
+import { aggregate, updateNorm, type WeightedUpdate } from "@pangea/shared";
 import { displayName, earn, forfeit, leaderboard, unearn, verify } from "./credit.ts";
 import { type RunData, sampleOffset } from "./datasets.ts";
 import { evaluationParts, type EvaluationJob, type EvaluationResult } from "./evaluation.ts";
 import { ContributorEvaluation, WINDOWS_PER_LEASE } from "./evaluation-leases.ts";
 import { ParameterSources } from "./parameter-sources.ts";
+import { type Declaration, type GroupOutcome, type Group, ReduceGroups } from "./reduce-groups.ts";
 import type {
   MetricPoint,
   RunRecord,
@@ -38,7 +41,14 @@ import {
   type OptimizerState,
   type StepTarget,
 } from "./server-optimizer.ts";
-import { checkUpdate, errorPayload, type Refusal } from "./validate.ts";
+import {
+  checkClaim,
+  checkUpdate,
+  errorPayload,
+  type Refusal,
+  sumOfSquares,
+  type UpdateContext,
+} from "./validate.ts";
 
 /** A message for one session of this run, or for all of them ("*"). */
 export interface Outgoing {
@@ -57,6 +67,18 @@ interface Contribution {
   samples: number;
   /** A third copy of its batch disagreed with it: it is committed, but earns no credit. */
   disproved?: boolean;
+  /** A group's update reduced among peers: its members' declarations, each a vote's worth. */
+  members?: Declaration[];
+}
+
+/** The declarations (or the one update) a contribution stands for: what is committed and acked. */
+function parts(e: Contribution): Array<{
+  sessionId: string;
+  messageId: string;
+  lease: Lease;
+  samples: number;
+}> {
+  return e.members ?? [e];
 }
 
 /** Refusals that no honest worker produces: they count towards quarantine. */
@@ -67,6 +89,8 @@ const STRIKES = new Set([
   "unsupportedMessage",
   "claimMismatch",
 ]);
+/** How long a fallen-back member's lease lasts beyond its group's deadline, to send its update. */
+const FALLBACK_GRACE_MS = 15_000;
 /** Live leases one session may hold at once. */
 const MAX_LEASES = 2;
 /** The shortest lease deadline, however fast a session has been. */
@@ -108,6 +132,8 @@ export class Run {
   readonly sessions = new Map<string, SessionStats>();
   /** Who may serve this run's parameter frames to whom (Run config `peers`). */
   readonly parameterSources = new ParameterSources();
+  /** Groups reducing their updates among peers (Run config `reduceGroup`), when the run does. */
+  readonly reduce: ReduceGroups | undefined;
   /** WebSocket bytes in and out for this run, and parameter bytes that went between peers
    * instead (since the process started). */
   readonly traffic = { bytesIn: 0, bytesOut: 0, peerBytes: 0 };
@@ -156,6 +182,14 @@ export class Run {
     this.optimizer = optimizer;
     this.layout = parameterLayout(record.config.model);
     this.decay = decayMask(this.layout);
+    const group = record.config.reduceGroup ?? 0;
+    if (group >= 2)
+      this.reduce = new ReduceGroups(
+        group,
+        this.layout.size,
+        record.config.aggregation.kind as "mean" | "trimmedMean" | "median",
+        record.config.aggregation.trim,
+      );
     const batches = Math.ceil(this.data.trainCount / leaseSize(record.config));
     this.scheduler = new Scheduler(
       batches,
@@ -267,7 +301,7 @@ export class Run {
       s.connected = false;
       s.lastSeen = now;
     }
-    this.scheduler.release(sessionId);
+    for (const l of this.scheduler.release(sessionId)) this.reduce?.drop(l.id);
     this.contributed?.release(sessionId);
   }
 
@@ -312,7 +346,7 @@ export class Run {
       return errorPayload("rateLimited", `a session holds at most ${MAX_LEASES} leases at once`, {
         retryAfterMs: 250,
       });
-    const voted = this.round.some((e) => e.sessionId === sessionId);
+    const voted = this.round.some((e) => parts(e).some((m) => m.sessionId === sessionId));
     const working = held.some((l) => l.baseVersion === this.record.version);
     // A session waiting for the open version to close (its vote is in, or its lease is on it)
     // may still compute a copy of someone else's batch: copies never vote, and this is how the
@@ -494,25 +528,38 @@ export class Run {
       ];
     this.touched.add(sessionId);
     const lease = this.scheduler.get(u.leaseId);
-    const checked = checkUpdate(u, {
-      sessionId,
-      lease,
-      now,
-      version: this.record.version,
-      strategy: this.config.strategy,
-      layout: this.layout,
-      maxNorm: this.config.maxUpdateNorm,
-      samples: lease ? this.leaseSamples(lease) : 0,
-      innerSteps: this.innerSteps,
-      copy: lease !== undefined && this.scheduler.hasCopyIn(lease),
-    });
+    const context = this.updateContext(sessionId, lease, now);
+    if (u.pieceHashes && u.gradients.length === 0)
+      return this.declare(s, messageId, u, context, now);
+    const checked = checkUpdate(u, context);
     if (!checked.ok) {
       // The session's own lease ends with the refusal, so its batch is handed out again.
-      if (lease && lease.sessionId === sessionId) this.scheduler.revoke(lease.id);
+      if (lease && lease.sessionId === sessionId) this.revoke(lease.id);
       return this.refuse(s, checked, messageId);
     }
     const l = lease!;
     const out: Outgoing[] = [];
+    let wrongOwners: string[] = [];
+    if (this.reduce?.has(l.id))
+      return this.refuse(
+        s,
+        { code: "claimMismatch", message: `lease ${l.id} is declared: its group reduces it` },
+        messageId,
+      );
+    if (this.reduce) {
+      // After a fallback: the whole update must be the one declared (a member that sent its
+      // group different bytes than it sends here is caught), and it may settle a dispute.
+      const arrived = this.reduce.arrived(l.id, checked.tensors);
+      if (!arrived.matches) {
+        this.revoke(l.id);
+        return this.refuse(
+          s,
+          { code: "claimMismatch", message: "the update is not the one this session declared" },
+          messageId,
+        );
+      }
+      wrongOwners = arrived.wrong;
+    }
     const elapsed = Math.max(1, now - l.issuedAt);
     // What the coordinator knows, not what the update says (the two agree, or it was refused).
     const samples = this.leaseSamples(l);
@@ -546,10 +593,233 @@ export class Run {
     });
     s.updatesAccepted++;
     this.record.counters.updatesAccepted++;
+    // Struck once the update is in (a quarantine ends the sender's live leases, this one too).
+    for (const id of wrongOwners)
+      out.push(...this.strikeSession(id, "reduced a part of its group's updates wrongly"));
     const st = this.config.strategy;
     const target = st.kind === "asynchronous" ? st.buffer : st.targetUpdates;
     if (this.voters() >= target) out.push(...this.closeVersion(now));
     return out;
+  }
+
+  private updateContext(sessionId: string, lease: Lease | undefined, now: number): UpdateContext {
+    return {
+      sessionId,
+      lease,
+      now,
+      version: this.record.version,
+      strategy: this.config.strategy,
+      layout: this.layout,
+      maxNorm: this.config.maxUpdateNorm,
+      samples: lease ? this.leaseSamples(lease) : 0,
+      innerSteps: this.innerSteps,
+      copy: lease !== undefined && this.scheduler.hasCopyIn(lease),
+    };
+  }
+
+  /** Ends a lease without its update; a declaration on it is dropped too. */
+  private revoke(leaseId: number): void {
+    this.scheduler.revoke(leaseId);
+    this.reduce?.drop(leaseId);
+  }
+
+  // --- reduction among peers --------------------------------------------------------------
+
+  /**
+   * A declaration: the update's claim and its pieces' hashes, instead of the update. It waits
+   * for a group (reduce-groups.ts); the acknowledgement comes when the group's update is
+   * committed, or a fallback asks for the update itself.
+   */
+  private declare(
+    s: SessionStats,
+    messageId: string,
+    u: GradientUpdate,
+    context: UpdateContext,
+    now: number,
+  ): Outgoing[] {
+    const reduce = this.reduce;
+    const lease = context.lease;
+    const refusal: Refusal | undefined = !reduce
+      ? { code: "unsupportedMessage", message: "this run does not reduce updates among peers" }
+      : (checkClaim(u, context) ??
+        (u.pieceHashes!.byteLength !== 32 * REDUCE_PIECES
+          ? {
+              code: "shapeMismatch",
+              message: `a declaration carries ${REDUCE_PIECES} hashes of 32 bytes, not ${u.pieceHashes!.byteLength} bytes`,
+            }
+          : context.copy
+            ? { code: "claimMismatch", message: "a copy of a batch is sent whole" }
+            : reduce.has(u.leaseId)
+              ? { code: "claimMismatch", message: `lease ${u.leaseId} is declared already` }
+              : undefined));
+    if (refusal) {
+      if (lease && lease.sessionId === s.id && !reduce?.has(lease.id)) this.revoke(lease.id);
+      return this.refuse(s, refusal, messageId);
+    }
+    const l = lease!;
+    const st = this.config.strategy;
+    const target = st.kind === "asynchronous" ? st.buffer : st.targetUpdates;
+    // Nothing more can come for this version once the declared and the taken make the target:
+    // the group forms now rather than after GROUP_WAIT_MS.
+    const last = this.voters() + reduce!.declaredCount + 1 >= target;
+    const d: Declaration = {
+      sessionId: s.id,
+      messageId,
+      lease: l,
+      samples: this.leaseSamples(l),
+      loss: u.loss,
+      pieceHashes: u.pieceHashes!.slice(),
+    };
+    return this.planned(reduce!.declare(d, this.record.version, now, last));
+  }
+
+  /** Sealed groups: a plan to each member (a group of one falls back at once). */
+  private planned(groups: Group[]): Outgoing[] {
+    const out: Outgoing[] = [];
+    for (const group of groups) {
+      if (group.members.length < 2) {
+        out.push(...this.fellBack(this.reduce!.fallBack(group, "no group formed in time")));
+        continue;
+      }
+      const plan = this.reduce!.plan(group);
+      for (const m of group.members) {
+        // The lease outlives the reduction, so that a fallback's whole update is still on time.
+        m.lease.deadline = Math.max(m.lease.deadline, group.deadline + FALLBACK_GRACE_MS);
+        out.push({ to: m.sessionId, payload: plan });
+      }
+    }
+    return out;
+  }
+
+  /** An owner's reduced part of its group's updates. */
+  reducedPart(
+    sessionId: string,
+    messageId: string,
+    p: Extract<Payload, { type: "reducedPart" }>,
+    now: number,
+  ): Outgoing[] {
+    const s = this.sessions.get(sessionId);
+    if (!s || s.quarantined) return [];
+    if (!this.reduce)
+      return this.refuse(
+        s,
+        { code: "unsupportedMessage", message: "this run does not reduce updates among peers" },
+        messageId,
+      );
+    const r = this.reduce.part(sessionId, p);
+    if ("refused" in r)
+      return [
+        { to: sessionId, payload: errorPayload("unknownLease", r.refused, { ref: messageId }) },
+      ];
+    const out: Outgoing[] = [];
+    for (const id of r.accused)
+      out.push(
+        ...this.strikeSession(id, "sent its group bytes that did not match its declaration"),
+      );
+    if (r.outcome) out.push(...this.settled(r.outcome, now));
+    return out;
+  }
+
+  /** A group's outcome: its reduced update into the open version, or its members fall back. */
+  private settled(o: GroupOutcome, now: number): Outgoing[] {
+    if (o.kind === "fallback") return this.fellBack(o);
+    const group = o.group;
+    const live = group.members.filter((m) => this.scheduler.get(m.lease.id) === m.lease);
+    if (group.version !== this.record.version) {
+      for (const m of live) this.revoke(m.lease.id);
+      return live.map((m) => ({
+        to: m.sessionId,
+        payload: errorPayload(
+          "staleVersion",
+          `the group reduced version ${group.version}; the run is at ${this.record.version}`,
+          { ref: m.messageId },
+        ),
+      }));
+    }
+    // A member that left (its lease went back) must not be counted by its group too.
+    if (live.length < group.members.length)
+      return this.fellBack(
+        this.reduce!.fallBack(group, "a member left before its group's update was taken"),
+      );
+    const sum = sumOfSquares(o.update);
+    // The mean of updates within the bound is within it: a group's update beyond it, or not
+    // finite, is checked member by member instead.
+    if (!Number.isFinite(sum) || Math.sqrt(sum) > this.config.maxUpdateNorm)
+      return this.fellBack(this.reduce!.fallBack(group, "the group's update is out of bounds"));
+    const counters = this.record.counters;
+    counters.groupsReduced = (counters.groupsReduced ?? 0) + 1;
+    let samples = 0;
+    let loss = 0;
+    for (const m of group.members) {
+      this.scheduler.accept(m.lease.id);
+      const ms = this.sessions.get(m.sessionId);
+      if (ms) {
+        const speed = (1000 * m.samples) / Math.max(1, now - m.lease.issuedAt);
+        ms.samplesPerSecond =
+          ms.samplesPerSecond === 0 ? speed : 0.7 * ms.samplesPerSecond + 0.3 * speed;
+        ms.updatesAccepted++;
+        this.touched.add(ms.id);
+      }
+      counters.updatesAccepted++;
+      samples += m.samples;
+      loss += m.samples * m.loss;
+    }
+    this.peerReduceTraffic(group);
+    const first = group.members[0]!.lease;
+    if (this.round.length === 0) this.roundOpenedAt = now;
+    this.round.push({
+      key: `${String(first.epoch).padStart(6, "0")}:${String(first.batch).padStart(9, "0")}:${first.id}`,
+      lease: first,
+      sessionId: `group:${group.id}`,
+      messageId: "",
+      tensors: this.layout.slots.map((slot) =>
+        o.update.subarray(slot.offset, slot.offset + slot.size),
+      ),
+      weight: samples,
+      loss: loss / samples,
+      samples,
+      members: group.members,
+    });
+    const st = this.config.strategy;
+    const target = st.kind === "asynchronous" ? st.buffer : st.targetUpdates;
+    return this.voters() >= target ? this.closeVersion(now) : [];
+  }
+
+  /** Every live member of a group that will not be reduced is asked for its update whole. */
+  private fellBack(o: Extract<GroupOutcome, { kind: "fallback" }>): Outgoing[] {
+    const counters = this.record.counters;
+    counters.groupFallbacks = (counters.groupFallbacks ?? 0) + 1;
+    return o.group.members
+      .filter((m) => this.scheduler.get(m.lease.id) === m.lease)
+      .map((m) => ({
+        to: m.sessionId,
+        payload: errorPayload("reduceFallback", `${o.why}: send the update itself`, {
+          ref: m.messageId,
+        }),
+      }));
+  }
+
+  /**
+   * The bytes a reduced group moved between its members instead of through here: each part's two
+   * owners fetched it from every other member.
+   */
+  private peerReduceTraffic(group: Group): void {
+    const g = group.members.length;
+    const n = this.layout.size;
+    for (const [i, m] of group.members.entries()) {
+      const s = this.sessions.get(m.sessionId);
+      if (!s) continue;
+      const own = [i, (i + g - 1) % g].reduce((a, p) => {
+        const r = partRange(n, g, p);
+        return a + 4 * (r.end - r.start);
+      }, 0);
+      const received = (g - 1) * own;
+      // Each part it does not own goes to two owners; each it owns, to the other one.
+      const sent = 4 * 2 * n - own;
+      s.peerBytesIn = (s.peerBytesIn ?? 0) + received;
+      s.peerBytesOut = (s.peerBytesOut ?? 0) + sent;
+      this.traffic.peerBytes += received;
+    }
   }
 
   /**
@@ -631,19 +901,28 @@ export class Run {
     const st = this.config.strategy;
     // When every batch is leased out or waiting in this version, nothing more can arrive for
     // it: it closes with what it has (else it and the epoch would wait for each other forever).
+    const out: Outgoing[] = [];
+    if (this.reduce) {
+      out.push(...this.planned(this.reduce.due(now)));
+      for (const o of this.reduce.expire(now)) out.push(...this.settled(o, now));
+    }
     const starved =
       this.round.length > 0 && this.scheduler.freeCount + this.scheduler.liveCount === 0;
+    // A group reducing (or gathering) is waited for at the straggler deadline: its time is
+    // bounded (GROUP_WAIT_MS, REDUCE_MS), and its members' votes would go stale.
     const due =
       st.kind !== "asynchronous" &&
       this.voters() >= this.quorum() &&
-      now - this.roundOpenedAt >= st.stragglerMs;
-    if (starved || due) return this.closeVersion(now);
-    return [];
+      now - this.roundOpenedAt >= st.stragglerMs &&
+      !this.reduce?.busy;
+    if (this.active && this.round.length > 0 && (starved || due))
+      out.push(...this.closeVersion(now));
+    return out;
   }
 
   /** Sessions with an update in the open version: each has one vote in the aggregate. */
   private voters(): number {
-    return new Set(this.round.map((e) => e.sessionId)).size;
+    return new Set(this.round.flatMap((e) => parts(e).map((m) => m.sessionId))).size;
   }
 
   /**
@@ -803,6 +1082,7 @@ export class Run {
 
   private expire(now: number): void {
     const expired = this.scheduler.expire(now);
+    for (const l of expired) this.reduce?.drop(l.id);
     this.record.counters.leaseReissues += expired.length;
   }
 
@@ -884,11 +1164,11 @@ export class Run {
     if (!applyUpdate(c.optimizer, before, state, update, this.decay, spare)) {
       // Cannot happen with checked updates and a sane learning rate; if it does, the step is
       // undone and its batches are free again, rather than a NaN reaching the parameters.
-      this.scheduler.unpend(round.map((e) => e.lease));
-      return round.map((e) => ({
-        to: e.sessionId,
+      this.scheduler.unpend(round.flatMap((e) => parts(e).map((m) => m.lease)));
+      return round.flatMap(parts).map((m) => ({
+        to: m.sessionId,
         payload: errorPayload("internal", "the aggregated step was not finite and was discarded", {
-          ref: e.messageId,
+          ref: m.messageId,
         }),
       }));
     }
@@ -903,13 +1183,14 @@ export class Run {
     r.counters.batchCommits ??= {};
     const commits = r.counters.batchCommits;
     // The round holds only first copies (a duplicate is acknowledged and compared, never added).
-    for (const e of round) {
-      commits[e.lease.epoch] = (commits[e.lease.epoch] ?? 0) + 1;
-      const contributor = this.sessions.get(e.sessionId);
-      if (contributor && !e.disproved) earn(contributor, e.samples);
-    }
+    for (const e of round)
+      for (const m of parts(e)) {
+        commits[m.lease.epoch] = (commits[m.lease.epoch] ?? 0) + 1;
+        const contributor = this.sessions.get(m.sessionId);
+        if (contributor && !e.disproved) earn(contributor, m.samples);
+      }
     const epochBefore = this.scheduler.epoch;
-    this.scheduler.commit(round.map((e) => e.lease));
+    this.scheduler.commit(round.flatMap((e) => parts(e).map((m) => m.lease)));
     const epochDone = this.scheduler.epoch > epochBefore;
     const metric: MetricPoint = {
       runId: r.id,
@@ -940,9 +1221,9 @@ export class Run {
       metric,
     );
     // Committed: now it may be told, and so may the copies compared since the last commit.
-    const out: Outgoing[] = round.map((e) => ({
-      to: e.sessionId,
-      payload: { type: "ack", ref: e.messageId, leaseId: e.lease.id, version: r.version },
+    const out: Outgoing[] = round.flatMap(parts).map((m) => ({
+      to: m.sessionId,
+      payload: { type: "ack", ref: m.messageId, leaseId: m.lease.id, version: r.version },
     }));
     out.push(...this.heldAcks);
     this.heldAcks = [];
@@ -968,6 +1249,7 @@ export class Run {
     for (const [key, d] of this.disputes) if (!kept(d.base)) this.disputes.delete(key);
     for (const [key, f] of this.firstCopies) if (!kept(f.base)) this.firstCopies.delete(key);
     this.scheduler.forgetCopies(kept);
+    this.reduce?.forget(r.version);
     if (evaluate || r.state === "finished") this.evaluationDue = true;
     return out;
   }

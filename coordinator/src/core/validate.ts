@@ -65,6 +65,20 @@ export function staleness(
 }
 
 export function checkUpdate(u: GradientUpdate, ctx: UpdateContext): Checked {
+  return check(u, ctx, true);
+}
+
+/**
+ * What an update says about its lease (whose it is, its version, samples, batch, inner steps,
+ * loss, kind), checked against what the coordinator handed out. A declaration for reduction
+ * among peers is checked by this alone: it carries no tensors.
+ */
+export function checkClaim(u: GradientUpdate, ctx: UpdateContext): Refusal | undefined {
+  const r = check(u, ctx, false);
+  return r.ok ? undefined : r;
+}
+
+function check(u: GradientUpdate, ctx: UpdateContext, tensorsToo: boolean): Checked {
   const { lease } = ctx;
   // One message for "never yours" and "gone": a stranger learns nothing about other leases.
   if (!lease || lease.sessionId !== ctx.sessionId)
@@ -108,6 +122,7 @@ export function checkUpdate(u: GradientUpdate, ctx: UpdateContext): Checked {
   const want = ctx.strategy.kind === "localSgd" ? "parameterDelta" : "gradient";
   if (u.kind !== want)
     return refuse("unsupportedMessage", `this run's strategy takes ${want} updates, not ${u.kind}`);
+  if (!tensorsToo) return { ok: true, tensors: [], norm: 0 };
   const slots = ctx.layout.slots;
   if (u.gradients.length !== slots.length)
     return refuse("shapeMismatch", `expected ${slots.length} tensors, got ${u.gradients.length}`);

@@ -181,8 +181,12 @@ export class Simulation {
   }
 }
 
-/** How a simulated peer serves: honestly, with a flipped byte, or not at all (a stalled tab). */
-export type PeerBehaviour = "honest" | "liar" | "silent";
+/**
+ * How a simulated peer serves: honestly, with a flipped byte, not at all (a stalled tab), or,
+ * "twoFaced", parts of its declared update with a changed value to every other asker (different
+ * bytes to the two owners of a part; its parameter frames are honest).
+ */
+export type PeerBehaviour = "honest" | "liar" | "silent" | "twoFaced";
 
 /**
  * The peer network between a simulation's workers, in process: what WebRtcPeers does over data
@@ -191,7 +195,9 @@ export type PeerBehaviour = "honest" | "liar" | "silent";
  */
 export class SimulatedPeers implements PeerNetwork {
   private readonly frames = new Map<number, Uint8Array>();
+  private readonly updates = new Map<number, Uint8Array>();
   private readonly counts = emptyPeerStats();
+  private partsServed = 0;
   constructor(
     private readonly sim: Simulation,
     private readonly id: () => string,
@@ -217,6 +223,46 @@ export class SimulatedPeers implements PeerNetwork {
           resolve(frame);
         }, 1);
     });
+  }
+  fetchPart(
+    peer: string,
+    leaseId: number,
+    start: number,
+    end: number,
+    timeoutMs: number,
+  ): Promise<Uint8Array> {
+    this.sim.peerNetworks.set(this.id(), this);
+    return new Promise((resolve, reject) => {
+      const from = this.sim.peerNetworks.get(peer);
+      const bytes = from?.servePart(leaseId, start, end);
+      if (!from) reject(new PeerFetchError("unreachable", `no route to ${peer}`));
+      else if (from.behaviour === "silent")
+        this.sim.later(
+          () => reject(new PeerFetchError("timeout", `${peer} sent nothing`)),
+          timeoutMs,
+        );
+      else if (!bytes) reject(new PeerFetchError("missing", `${peer} lacks update ${leaseId}`));
+      else
+        this.sim.later(() => {
+          this.counts.bytesIn += bytes.byteLength;
+          resolve(bytes);
+        }, 1);
+    });
+  }
+  share(leaseId: number, update: Uint8Array): void {
+    this.sim.peerNetworks.set(this.id(), this);
+    this.updates.set(leaseId, update);
+  }
+  unshare(leaseId: number): void {
+    this.updates.delete(leaseId);
+  }
+  private servePart(leaseId: number, start: number, end: number): Uint8Array | undefined {
+    const update = this.updates.get(leaseId);
+    if (!update || end > update.byteLength || start >= end) return undefined;
+    this.counts.bytesOut += end - start;
+    const bytes = update.slice(start, end);
+    if (this.behaviour === "twoFaced" && this.partsServed++ % 2 === 1) bytes[0]! ^= 0x40;
+    return bytes;
   }
   offer(version: number, frame: Uint8Array): void {
     this.sim.peerNetworks.set(this.id(), this);

@@ -7,6 +7,14 @@
 // order of events must not depend on microtasks) or with promises (the GPU): every step goes
 // through one queue, which stays synchronous until a promise shows up.
 import { type Batch, type DatasetShard, decodeShard, leaseBatch } from "../data/shard.ts";
+import {
+  partHash,
+  partMatches,
+  partOwners,
+  partRange,
+  pieceHashes,
+  reducePart,
+} from "../reduce/pieces.ts";
 import { sha256Hex } from "../sha256.ts";
 import { decodeMessage, encodeMessage } from "../wire/codec.ts";
 import {
@@ -103,13 +111,24 @@ export interface ContributorOptions {
    * function that relays a signaling payload to another session through the coordinator.
    */
   peers?: (sendSignal: (to: string, payload: Uint8Array) => void) => PeerNetwork;
+  /** Adds 1 to the first value of every part it reduces (only the adversarial tests' workers). */
+  misreduce?: boolean;
 }
+
+type Declared = {
+  lease: Lease;
+  /** The update as one fp32 array: what its parts are cut from, and what a fallback sends. */
+  flat: Float32Array;
+  update: Extract<Payload, { type: "gradientUpdate" }>;
+};
 
 /** How long a peer has to deliver a frame before the coordinator is asked for it instead. */
 const PEER_FETCH_MIN_MS = 2_000;
 const PEER_FETCH_MAX_MS = 15_000;
 /** How long to wait for the coordinator's frame after asking (then train on what is held). */
 const FALLBACK_WAIT_MS = 30_000;
+/** How long a group member has to send a part of its update (the group's deadline is longer). */
+const PART_FETCH_MS = 5_000;
 
 /**
  * Shards this process has checked and decoded, by their bytes: the workers of a simulation or of
@@ -162,6 +181,10 @@ export class Contributor {
   /** A fallback under way: the coordinator's next parameter frame goes here, not to the queue. */
   private awaitingParameters: ((p: { version: number; tensors: Tensor[] }) => void) | undefined;
   private fallbackRequest = "";
+  /** Updates declared for reduction among peers, by the declaration's message id, until acked. */
+  private readonly declared = new Map<string, Declared>();
+  /** Groups reduced (or fallen back) by this contributor (tests count them). */
+  readonly reductions = { parts: 0, fellBack: 0 };
   private readonly schedule: (fn: () => void, ms: number) => void;
   private readonly now: () => number;
 
@@ -297,6 +320,10 @@ export class Contributor {
       }
       case "ack":
         this.acks++;
+        this.settleDeclaration(p.ref);
+        return;
+      case "reducePlan":
+        this.reduceWith(p, this.epoch);
         return;
       case "error":
         this.refused(p);
@@ -308,6 +335,15 @@ export class Contributor {
 
   private refused(p: Extract<Payload, { type: "error" }>): void {
     this.refusals.push(p.code);
+    // A declaration's group will not reduce it: the update goes whole; or it was refused.
+    const declared = this.settleDeclaration(p.ref);
+    if (declared) {
+      if (p.code === "reduceFallback" && this.connected) {
+        this.reductions.fellBack++;
+        this.post(declared.update);
+      }
+      return;
+    }
     // The coordinator will not send the frame a fallback asked for: stop waiting for it.
     if (p.ref !== "" && p.ref === this.fallbackRequest) {
       this.fallbackRequest = "";
@@ -401,7 +437,7 @@ export class Contributor {
       // A reconnect while working: the lease went back with the old connection.
       if (epoch !== this.epoch || !this.connected) return;
       this.updatesSent++;
-      this.post({
+      const update: Extract<Payload, { type: "gradientUpdate" }> = {
         type: "gradientUpdate",
         gradientId: `${this.sessionId}:${lease.leaseId}`,
         gradients: result.tensors,
@@ -416,11 +452,130 @@ export class Contributor {
         encoding: result.encoding,
         kind: training.strategy === "localSgd" ? "parameterDelta" : "gradient",
         innerSteps: lease.innerSteps,
-      });
+      };
+      if ((training.reduceGroup ?? 0) >= 2 && this.peers && result.leaseId === undefined)
+        this.declare(lease, update);
+      else this.post(update);
       // The throttle: rest in proportion to the work, so the device is busy `duty` of the time.
       const rest = this.duty < 1 ? (ms * (1 - this.duty)) / Math.max(this.duty, 0.05) : 0;
       if (rest > 0) this.schedule(() => this.requestLease(), rest);
       else this.requestLease();
+    });
+  }
+
+  /**
+   * Reduction among peers: the update is declared (its pieces' hashes) and shared with the
+   * group to come, instead of sent; it is sent whole only if the group falls back.
+   */
+  private declare(lease: Lease, update: Extract<Payload, { type: "gradientUpdate" }>): void {
+    if (update.gradients.some((t) => !(t.data instanceof Float32Array))) {
+      this.post(update);
+      return;
+    }
+    const n = update.gradients.reduce((a, t) => a + t.data.length, 0);
+    // A copy: a trainer may reuse its result's buffers for the next lease.
+    const flat = new Float32Array(n);
+    let at = 0;
+    const gradients = update.gradients.map((t) => {
+      flat.set(t.data as Float32Array, at);
+      const data = flat.subarray(at, at + t.data.length);
+      at += t.data.length;
+      return { ...t, data };
+    });
+    this.peers!.share(lease.leaseId, new Uint8Array(flat.buffer));
+    const messageId = this.post({ ...update, gradients: [], pieceHashes: pieceHashes(flat) });
+    this.declared.set(messageId, { lease, flat, update: { ...update, gradients } });
+  }
+
+  /** A declaration is settled (acknowledged, fallen back, refused): its bytes are not served. */
+  private settleDeclaration(ref: string): Declared | undefined {
+    const d = ref === "" ? undefined : this.declared.get(ref);
+    if (!d) return undefined;
+    this.declared.delete(ref);
+    this.peers?.unshare(d.lease.leaseId);
+    return d;
+  }
+
+  /** The group's plan: this member reduces one part and checks another (pieces.ts). */
+  private reduceWith(plan: Extract<Payload, { type: "reducePlan" }>, epoch: number): void {
+    const i = plan.members.findIndex((m) => m.session === this.sessionId);
+    const mine = [...this.declared.values()].find(
+      (d) => d.lease.leaseId === plan.members[i]?.leaseId,
+    );
+    if (i < 0 || !mine || !this.peers) return;
+    const g = plan.members.length;
+    for (let part = 0; part < g; part++) {
+      const { reducer, checker } = partOwners(g, part);
+      if (reducer === i || checker === i)
+        void this.reducePartOf(plan, part, reducer === i, i, mine.flat, epoch);
+    }
+  }
+
+  private async reducePartOf(
+    plan: Extract<Payload, { type: "reducePlan" }>,
+    part: number,
+    reducing: boolean,
+    me: number,
+    flat: Float32Array,
+    epoch: number,
+  ): Promise<void> {
+    const g = plan.members.length;
+    const n = flat.length;
+    const { start, end } = partRange(n, g, part);
+    const badBytes: string[] = [];
+    const missing: string[] = [];
+    const values = await Promise.all(
+      plan.members.map(async (m, j) => {
+        if (j === me) return flat.subarray(start, end);
+        try {
+          const bytes = await this.peers!.fetchPart(
+            m.session,
+            m.leaseId,
+            4 * start,
+            4 * end,
+            PART_FETCH_MS,
+          );
+          const v = new Float32Array(end - start);
+          if (bytes.byteLength === v.byteLength) new Uint8Array(v.buffer).set(bytes);
+          if (bytes.byteLength === v.byteLength && partMatches(v, m.pieceHashes, n, g, part))
+            return v;
+          badBytes.push(m.session);
+        } catch {
+          missing.push(m.session);
+        }
+        return undefined;
+      }),
+    );
+    if (epoch !== this.epoch || !this.connected) return;
+    const empty = new Uint8Array(0);
+    if (badBytes.length > 0 || missing.length > 0) {
+      this.post({
+        type: "reducedPart",
+        group: plan.group,
+        part,
+        data: empty,
+        sha256: "",
+        badBytes,
+        missing,
+      });
+      return;
+    }
+    const reduced = reducePart(
+      values as Float32Array[],
+      plan.members.map((m) => m.weight),
+      plan.aggregator,
+      plan.trim,
+    );
+    if (this.options.misreduce) reduced[0]! += 1;
+    this.reductions.parts++;
+    this.post({
+      type: "reducedPart",
+      group: plan.group,
+      part,
+      data: reducing ? new Uint8Array(reduced.buffer) : empty,
+      sha256: partHash(reduced),
+      badBytes,
+      missing,
     });
   }
 

@@ -21,6 +21,20 @@ export interface PeerNetwork {
   fetch(peer: string, version: number, timeoutMs: number): Promise<Uint8Array>;
   /** A frame this session holds, served to peers that ask (the newest KEPT_VERSIONS are kept). */
   offer(version: number, frame: Uint8Array): void;
+  /**
+   * Bytes [start, end) of the update session `peer` declared on lease `leaseId` (reduction
+   * among peers); rejects with a PeerFetchError.
+   */
+  fetchPart(
+    peer: string,
+    leaseId: number,
+    start: number,
+    end: number,
+    timeoutMs: number,
+  ): Promise<Uint8Array>;
+  /** An update this session declared, served in parts to its group (until `unshare`). */
+  share(leaseId: number, update: Uint8Array): void;
+  unshare(leaseId: number): void;
   /** A signaling payload the coordinator relayed from session `from`. */
   signal(from: string, payload: Uint8Array): void;
   /** Open connections (the contributor page shows them) and bytes through them. */
@@ -71,6 +85,8 @@ export type CreatePeer = (options: {
 
 /** Frames kept for peers: the current version and the one before (a lagging peer's lease). */
 export const KEPT_VERSIONS = 2;
+/** Declared updates kept for a group (one a version; a slow group may overlap the next). */
+const KEPT_UPDATES = 4;
 /** Connections one session keeps open; the least recently used goes first. */
 export const MAX_CONNECTIONS = 16;
 /** Bytes of a frame per data-channel message: under every implementation's message limit. */
@@ -80,10 +96,26 @@ const HIGH_WATER_BYTES = 1 << 20;
 /** The largest frame a peer may announce: the coordinator's own frame limit bounds real ones. */
 const MAX_FRAME_BYTES = 256 << 20;
 
+// Message kinds. Each body starts with the item it is about: [u8 space][f64 id][u32 start]
+// (a parameter frame: space 0, its version, start 0; a part of a declared update: space 1, its
+// lease id, its first byte). WANT adds [u32 end] (parts), HAVE [u32 bytes], CHUNK the bytes.
 const WANT = 1;
 const HAVE = 2;
 const CHUNK = 3;
 const MISSING = 4;
+const HEAD = 13;
+const FRAME = 0;
+const PART = 1;
+
+interface Item {
+  space: typeof FRAME | typeof PART;
+  id: number;
+  start: number;
+  /** A part's end (exclusive); 0 for a whole frame. */
+  end: number;
+}
+
+const keyOf = (item: Item) => `${item.space}:${item.id}:${item.start}`;
 
 interface Connection {
   id: string;
@@ -93,16 +125,16 @@ interface Connection {
   lastUsed: number;
   /** Bytes received and not yet parsed into whole messages. */
   pending: Uint8Array;
-  /** Frames being received from this peer, by version. */
-  incoming: Map<number, { bytes: Uint8Array; filled: number }>;
+  /** Items being received from this peer, by key. */
+  incoming: Map<string, { bytes: Uint8Array; filled: number }>;
   /** Called once the channel opens (fetches that waited for it). */
   onOpen: Array<() => void>;
 }
 
 interface Waiter {
   peer: string;
-  version: number;
-  resolve: (frame: Uint8Array) => void;
+  key: string;
+  resolve: (bytes: Uint8Array) => void;
   reject: (e: PeerFetchError) => void;
 }
 
@@ -110,6 +142,7 @@ export class WebRtcPeers implements PeerNetwork {
   private iceServers: readonly IceServer[] = [];
   private readonly connections = new Map<string, Connection>();
   private readonly frames = new Map<number, Uint8Array>();
+  private readonly updates = new Map<number, Uint8Array>();
   private readonly waiters = new Set<Waiter>();
   private readonly counts = emptyPeerStats();
   private serial = 0;
@@ -125,16 +158,36 @@ export class WebRtcPeers implements PeerNetwork {
   }
 
   fetch(peer: string, version: number, timeoutMs: number): Promise<Uint8Array> {
+    return this.request(peer, { space: FRAME, id: version, start: 0, end: 0 }, timeoutMs).then(
+      (frame) => {
+        this.counts.framesFetched++;
+        return frame;
+      },
+    );
+  }
+
+  fetchPart(
+    peer: string,
+    leaseId: number,
+    start: number,
+    end: number,
+    timeoutMs: number,
+  ): Promise<Uint8Array> {
+    return this.request(peer, { space: PART, id: leaseId, start, end }, timeoutMs);
+  }
+
+  private request(peer: string, item: Item, timeoutMs: number): Promise<Uint8Array> {
     if (this.closed) return Promise.reject(new PeerFetchError("unreachable", "peers are closed"));
+    const what = item.space === FRAME ? `version ${item.id}` : `part of update ${item.id}`;
     return new Promise<Uint8Array>((resolve, reject) => {
-      const waiter: Waiter = { peer, version, resolve, reject };
+      const waiter: Waiter = { peer, key: keyOf(item), resolve, reject };
       let connection = this.connectionTo(peer);
       const settle = (f: () => void) => {
         if (!this.waiters.delete(waiter)) return;
         clearTimeout(timer);
         f();
       };
-      waiter.resolve = (frame) => settle(() => resolve(frame));
+      waiter.resolve = (bytes) => settle(() => resolve(bytes));
       waiter.reject = (e) => settle(() => reject(e));
       const timer = setTimeout(() => {
         const opened = connection?.open === true;
@@ -142,14 +195,17 @@ export class WebRtcPeers implements PeerNetwork {
           new PeerFetchError(
             opened ? "timeout" : "unreachable",
             opened
-              ? `${peer} did not send version ${version} within ${timeoutMs} ms`
+              ? `${peer} did not send ${what} within ${timeoutMs} ms`
               : `no WebRTC connection to ${peer} within ${timeoutMs} ms`,
           ),
         );
       }, timeoutMs);
       this.waiters.add(waiter);
       connection ??= this.open(peer, `${randomId()}`, true);
-      const ask = () => this.write(connection!, WANT, versionBytes(version));
+      const body = new Uint8Array(HEAD + 4);
+      writeHead(body, item);
+      new DataView(body.buffer).setUint32(HEAD, item.end, true);
+      const ask = () => this.write(connection!, WANT, body);
       if (connection.open) ask();
       else connection.onOpen.push(ask);
     });
@@ -159,6 +215,15 @@ export class WebRtcPeers implements PeerNetwork {
     this.frames.set(version, frame);
     for (const v of [...this.frames.keys()].sort((a, b) => b - a).slice(KEPT_VERSIONS))
       this.frames.delete(v);
+  }
+
+  share(leaseId: number, update: Uint8Array): void {
+    this.updates.set(leaseId, update);
+    while (this.updates.size > KEPT_UPDATES) this.updates.delete(this.updates.keys().next().value!);
+  }
+
+  unshare(leaseId: number): void {
+    this.updates.delete(leaseId);
   }
 
   signal(from: string, payload: Uint8Array): void {
@@ -266,77 +331,87 @@ export class WebRtcPeers implements PeerNetwork {
   }
 
   private message(connection: Connection, kind: number, body: Uint8Array): void {
+    if (body.byteLength < HEAD) return;
     const view = new DataView(body.buffer, body.byteOffset, body.byteLength);
-    const version = body.byteLength >= 8 ? view.getFloat64(0, true) : -1;
-    if (!Number.isSafeInteger(version) || version < 0) return;
+    const space = body[0]!;
+    const item: Item = {
+      space: space === PART ? PART : FRAME,
+      id: view.getFloat64(1, true),
+      start: view.getUint32(9, true),
+      end: body.byteLength >= HEAD + 4 ? view.getUint32(HEAD, true) : 0,
+    };
+    if ((space !== FRAME && space !== PART) || !Number.isSafeInteger(item.id) || item.id < 0)
+      return;
+    const key = keyOf(item);
     switch (kind) {
       case WANT: {
-        const frame = this.frames.get(version);
-        if (!frame) this.write(connection, MISSING, versionBytes(version));
-        else void this.serve(connection, version, frame);
+        const bytes = this.held(item);
+        if (!bytes) this.write(connection, MISSING, body.subarray(0, HEAD));
+        else void this.serve(connection, body.subarray(0, HEAD), bytes);
         return;
       }
       case HAVE: {
-        const bytes = body.byteLength >= 12 ? view.getUint32(8, true) : 0;
-        if (bytes < 1 || bytes > MAX_FRAME_BYTES || !this.wanted(connection.peer, version)) return;
-        connection.incoming.set(version, { bytes: new Uint8Array(bytes), filled: 0 });
+        const bytes = item.end; // HAVE carries the byte count where WANT carries the end
+        if (bytes < 1 || bytes > MAX_FRAME_BYTES || !this.wanted(connection.peer, key)) return;
+        connection.incoming.set(key, { bytes: new Uint8Array(bytes), filled: 0 });
         return;
       }
       case CHUNK: {
-        const into = connection.incoming.get(version);
+        const into = connection.incoming.get(key);
         if (!into) return;
-        const chunk = body.subarray(8);
+        const chunk = body.subarray(HEAD);
         if (into.filled + chunk.byteLength > into.bytes.byteLength) {
-          connection.incoming.delete(version);
-          this.fail(connection.peer, version, "badHash", `${connection.peer} sent too many bytes`);
+          connection.incoming.delete(key);
+          this.fail(connection.peer, key, "badHash", `${connection.peer} sent too many bytes`);
           return;
         }
         into.bytes.set(chunk, into.filled);
         into.filled += chunk.byteLength;
         if (into.filled === into.bytes.byteLength) {
-          connection.incoming.delete(version);
-          this.counts.framesFetched++;
+          connection.incoming.delete(key);
           for (const w of [...this.waiters])
-            if (w.peer === connection.peer && w.version === version) w.resolve(into.bytes);
+            if (w.peer === connection.peer && w.key === key) w.resolve(into.bytes);
         }
         return;
       }
       case MISSING:
-        this.fail(
-          connection.peer,
-          version,
-          "missing",
-          `${connection.peer} does not hold ${version}`,
-        );
+        this.fail(connection.peer, key, "missing", `${connection.peer} does not hold ${key}`);
         return;
     }
   }
 
-  private wanted(peer: string, version: number): boolean {
-    for (const w of this.waiters) if (w.peer === peer && w.version === version) return true;
+  /** What this session serves for `item`: a frame it holds, or a range of an update it shares. */
+  private held(item: Item): Uint8Array | undefined {
+    if (item.space === FRAME) return this.frames.get(item.id);
+    const update = this.updates.get(item.id);
+    if (!update || item.start >= item.end || item.end > update.byteLength) return undefined;
+    return update.subarray(item.start, item.end);
+  }
+
+  private wanted(peer: string, key: string): boolean {
+    for (const w of this.waiters) if (w.peer === peer && w.key === key) return true;
     return false;
   }
 
-  private fail(peer: string, version: number, failure: PeerFailure, message: string): void {
+  private fail(peer: string, key: string, failure: PeerFailure, message: string): void {
     for (const w of [...this.waiters])
-      if (w.peer === peer && w.version === version) w.reject(new PeerFetchError(failure, message));
+      if (w.peer === peer && w.key === key) w.reject(new PeerFetchError(failure, message));
   }
 
-  /** Sends a frame in chunks, pausing while the channel's queue is full. */
-  private async serve(connection: Connection, version: number, frame: Uint8Array): Promise<void> {
-    const head = new Uint8Array(12);
-    const view = new DataView(head.buffer);
-    view.setFloat64(0, version, true);
-    view.setUint32(8, frame.byteLength, true);
-    this.write(connection, HAVE, head);
-    for (let at = 0; at < frame.byteLength; at += CHUNK_BYTES) {
+  /** Sends an item's bytes in chunks, pausing while the channel's queue is full. */
+  private async serve(connection: Connection, head: Uint8Array, bytes: Uint8Array): Promise<void> {
+    const have = new Uint8Array(HEAD + 4);
+    have.set(head);
+    new DataView(have.buffer).setUint32(HEAD, bytes.byteLength, true);
+    this.write(connection, HAVE, have);
+    for (let at = 0; at < bytes.byteLength; at += CHUNK_BYTES) {
       while (connection.open && connection.sp.bufferSize > HIGH_WATER_BYTES)
         await new Promise((r) => setTimeout(r, 5));
       if (!connection.open) return;
-      const chunk = frame.subarray(at, Math.min(frame.byteLength, at + CHUNK_BYTES));
-      this.write(connection, CHUNK, concat(versionBytes(version), chunk));
+      const chunk = bytes.subarray(at, Math.min(bytes.byteLength, at + CHUNK_BYTES));
+      this.write(connection, CHUNK, concat(head, chunk));
     }
-    this.counts.framesServed++;
+    if (head[0] === FRAME) this.counts.framesServed++;
   }
 
   private write(connection: Connection, kind: number, body: Uint8Array): void {
@@ -355,10 +430,11 @@ export class WebRtcPeers implements PeerNetwork {
   }
 }
 
-function versionBytes(version: number): Uint8Array {
-  const b = new Uint8Array(8);
-  new DataView(b.buffer).setFloat64(0, version, true);
-  return b;
+function writeHead(body: Uint8Array, item: Item): void {
+  const view = new DataView(body.buffer, body.byteOffset, body.byteLength);
+  body[0] = item.space;
+  view.setFloat64(1, item.id, true);
+  view.setUint32(9, item.start, true);
 }
 
 function concat(a: Uint8Array, b: Uint8Array): Uint8Array {

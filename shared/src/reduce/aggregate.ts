@@ -4,7 +4,7 @@
 // Determinism: the result depends only on the set of updates, never on their arrival order.
 // `aggregate` sorts them by key (batch and lease) before anything is summed, and the robust
 // aggregators sort every coordinate's values, so the same set gives the same bits.
-import { seededRandom } from "@pangea/shared";
+import { seededRandom } from "../random.ts";
 
 export interface WeightedUpdate {
   /** A stable, unique sort key: e.g. epoch, batch index and lease id, zero-padded. */
