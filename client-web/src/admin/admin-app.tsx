@@ -233,6 +233,7 @@ const MNIST_FORM = {
   versions: "0",
   evaluateBy: "coordinator",
   peers: "off",
+  reduceGroup: "0",
 };
 /** The second preset: the Shakespeare GPT, synchronous data parallel (one click). */
 const GPT_FORM: typeof MNIST_FORM = {
@@ -334,6 +335,7 @@ function CreateRun(props: { onCreated: (id: string) => void; datasets: DatasetRe
       ...(model.gpt ? { evaluateEvery: 25 } : {}),
       evaluateBy: f.evaluateBy,
       peers: f.peers === "on",
+      reduceGroup: num("reduceGroup"),
       stop: {
         targetAccuracy: num("targetAccuracy"),
         targetLoss: num("targetLoss"),
@@ -488,6 +490,11 @@ function CreateRun(props: { onCreated: (id: string) => void; datasets: DatasetRe
           </select>
           <small>peers help most when a version has several updates (synchronous, local SGD)</small>
         </label>
+        {field(
+          "reduceGroup",
+          "Reduce updates among peers, in groups of",
+          "0: each update to the coordinator; 2 to 16: groups reduce theirs over WebRTC (needs peers, a mean, trimmed mean or median)",
+        )}
       </div>
       {problems.length > 0 && (
         <ul className="problems" role="alert" data-testid="problems">
@@ -621,6 +628,13 @@ function RunPage(props: { runId: string }) {
           <dd data-testid="updates">
             {status.counters.updatesAccepted} accepted
             {refused.length > 0 && `; refused: ${refused.map(([k, v]) => `${k} ${v}`).join(", ")}`}
+            {(status.config.reduceGroup ?? 0) >= 2 && (
+              <span data-testid="reduce-groups">
+                ; reduced among peers in groups of {status.config.reduceGroup}:{" "}
+                {status.counters.groupsReduced ?? 0} taken, {status.counters.groupFallbacks ?? 0}{" "}
+                fell back
+              </span>
+            )}
           </dd>
           {status.traffic && (
             <>

@@ -76,12 +76,17 @@ export interface RunStatus {
     updatesRefused: Record<string, number>;
     leaseReissues: number;
     samples: number;
+    /** Groups of updates reduced among peers and taken, and groups that fell back. */
+    groupsReduced?: number;
+    groupFallbacks?: number;
   };
   config: Record<string, unknown> & {
     model: { name: string; transformer?: unknown };
     dataset: string;
     /** Sessions fetch parameter frames from each other over WebRTC. */
     peers?: boolean;
+    /** ≥ 2: sessions reduce their updates among peers in groups of this many. */
+    reduceGroup?: number;
   };
   /** Bytes through the coordinator's WebSockets and between peers, since it started. */
   traffic?: { bytesIn: number; bytesOut: number; peerBytes: number; samples: number };

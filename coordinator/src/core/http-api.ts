@@ -394,7 +394,7 @@ export function prometheus(coordinator: Coordinator): string {
   metric(
     "pangea_run_bytes_total",
     "counter",
-    "A run's bytes: WebSocket in and out of the coordinator, and parameter frames between peers.",
+    "A run's bytes: WebSocket in and out of the coordinator, and parameter frames and update parts between peers.",
     runs.flatMap((r) =>
       (
         [
@@ -427,6 +427,19 @@ export function prometheus(coordinator: Coordinator): string {
     ['{outcome="relayed"}', k.signalsRelayed],
     ['{outcome="refused"}', k.signalsRefused],
   ]);
+  metric(
+    "pangea_reduce_groups_total",
+    "counter",
+    "Groups of declared updates reduced among peers and taken, and groups that fell back to whole updates.",
+    runs.flatMap((r) =>
+      (
+        [
+          ["reduced", r.record.counters.groupsReduced ?? 0],
+          ["fallback", r.record.counters.groupFallbacks ?? 0],
+        ] as const
+      ).map(([outcome, n]) => [label({ run: r.id, outcome }), n] as [string, number]),
+    ),
+  );
   metric(
     "pangea_peer_parameter_frames_total",
     "counter",

@@ -89,7 +89,8 @@ export class ParameterSources {
     this.accusers.delete(peer);
   }
 
-  private reachable(id: string): boolean {
+  /** Whether a session takes part in transfers: not one whose transfers keep failing. */
+  reachable(id: string): boolean {
     return (this.failures.get(id) ?? 0) < UNREACHABLE_AFTER;
   }
 

@@ -68,6 +68,8 @@ export class ReduceGroups {
   >();
   /** Who accused each session of sending bytes that did not match its declaration. */
   private readonly accusers = new Map<string, Set<string>>();
+  /** Reducing groups a member left: they fall back at the next tick, not at their deadline. */
+  private readonly abandoned = new Set<number>();
 
   constructor(
     readonly size: number,
@@ -96,7 +98,22 @@ export class ReduceGroups {
    * Takes a declaration for `version` (the run's open one); returns the groups it completes:
    * a full group, or the open one when nothing more can arrive for this version (`last`).
    */
-  declare(d: Declaration, version: number, now: number, last: boolean): Group[] {
+  declare(
+    d: Declaration,
+    version: number,
+    now: number,
+    last: boolean,
+    /** False for a session whose peer transfers keep failing (parameter-sources.ts). */
+    reachable = true,
+  ): Group[] {
+    if (!reachable) {
+      // Alone in a group of one: the caller falls it back at once.
+      const alone = this.open;
+      this.open = [d];
+      const group = this.seal(now);
+      this.open = alone;
+      return [group];
+    }
     if (this.open.length > 0 && this.open[0]!.lease.baseVersion !== version) this.open = [];
     if (this.open.length === 0) this.openedAt = now;
     this.open.push(d);
@@ -220,7 +237,9 @@ export class ReduceGroups {
   expire(now: number): GroupOutcome[] {
     const out: GroupOutcome[] = [];
     for (const group of [...this.reducing.values()])
-      if (group.deadline <= now)
+      if (this.abandoned.has(group.id))
+        out.push(this.fallBack(group, `a member of group ${group.id} left while it reduced`));
+      else if (group.deadline <= now)
         out.push(this.fallBack(group, `group ${group.id}'s parts did not all come in time`));
     return out;
   }
@@ -228,6 +247,7 @@ export class ReduceGroups {
   /** A group that will not be reduced: its members send their updates whole. */
   fallBack(group: Group, why: string): Extract<GroupOutcome, { kind: "fallback" }> {
     this.reducing.delete(group.id);
+    this.abandoned.delete(group.id);
     for (const m of group.members) {
       this.declared.delete(m.lease.id);
       this.expected.set(m.lease.id, { pieceHashes: m.pieceHashes, group: group.id });
@@ -298,14 +318,10 @@ export class ReduceGroups {
   drop(leaseId: number): void {
     this.expected.delete(leaseId);
     if (!this.declared.has(leaseId)) return;
-    // A reducing group notices by itself (the member's bytes and parts never come).
+    this.declared.delete(leaseId);
     this.open = this.open.filter((d) => d.lease.id !== leaseId);
-    if (!this.open.some((d) => d.lease.id === leaseId)) {
-      let reducing = false;
-      for (const g of this.reducing.values())
-        if (g.members.some((m) => m.lease.id === leaseId)) reducing = true;
-      if (!reducing) this.declared.delete(leaseId);
-    }
+    for (const g of this.reducing.values())
+      if (g.members.some((m) => m.lease.id === leaseId)) this.abandoned.add(g.id);
   }
 
   /** True when `accuser`'s accusation completes a strike against `member` (a second accuser). */

@@ -146,6 +146,26 @@ describe("updates reduced among peers (simulated network)", () => {
       committedOnce(run);
     }));
 
+  it("stops grouping a member whose peers never get its bytes: it sends its updates whole", () =>
+    withStore(async (store) => {
+      const sim = new Simulation(store);
+      const { run, workers } = start(
+        sim,
+        [{ peer: "silent" }, { peer: "honest" }, { peer: "honest" }, { peer: "honest" }],
+        4,
+        30,
+      );
+      await sim.runUntilSettled(() => run.record.state === "finished");
+      report("one silent", run);
+      const stats = (w: HeadlessWorker) => run.sessions.get(w.sessionId)!;
+      // Not struck (a stalled tab is not a liar), and left out once its transfers kept failing:
+      // the others' groups are reduced again.
+      for (const w of workers) expect(stats(w).strikes).toBe(0);
+      expect(stats(workers[0]!).updatesAccepted).toBeGreaterThan(0);
+      expect(run.record.counters.groupsReduced).toBeGreaterThan(0);
+      committedOnce(run);
+    }));
+
   it("refuses a declaration in a run that does not reduce, a malformed one, and a run it cannot serve", () =>
     withStore(async (store) => {
       const sim = new Simulation(store);

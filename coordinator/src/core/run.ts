@@ -670,7 +670,10 @@ export class Run {
       loss: u.loss,
       pieceHashes: u.pieceHashes!.slice(),
     };
-    return this.planned(reduce!.declare(d, this.record.version, now, last));
+    // A session whose peer transfers keep failing (no route for UDP) is not grouped: its
+    // declaration falls back at once, and costs no group a fallback.
+    const reachable = this.parameterSources.reachable(s.id);
+    return this.planned(reduce!.declare(d, this.record.version, now, last, reachable));
   }
 
   /** Sealed groups: a plan to each member (a group of one falls back at once). */
@@ -678,7 +681,14 @@ export class Run {
     const out: Outgoing[] = [];
     for (const group of groups) {
       if (group.members.length < 2) {
-        out.push(...this.fellBack(this.reduce!.fallBack(group, "no group formed in time")));
+        out.push(
+          ...this.fellBack(
+            this.reduce!.fallBack(
+              group,
+              "no group to reduce with (alone, or unreachable over WebRTC)",
+            ),
+          ),
+        );
         continue;
       }
       const plan = this.reduce!.plan(group);
@@ -706,11 +716,16 @@ export class Run {
         { code: "unsupportedMessage", message: "this run does not reduce updates among peers" },
         messageId,
       );
+    const members = this.reduce.reducing.get(p.group)?.members.map((m) => m.sessionId) ?? [];
     const r = this.reduce.part(sessionId, p);
     if ("refused" in r)
       return [
         { to: sessionId, payload: errorPayload("unknownLease", r.refused, { ref: messageId }) },
       ];
+    // Transfers that did not come count as the parameter frames' do: a session that keeps
+    // failing them (no route for UDP) is left out of transfers and groups.
+    for (const id of p.missing)
+      if (members.includes(id)) this.parameterSources.undelivered(id, sessionId);
     const out: Outgoing[] = [];
     for (const id of r.accused)
       out.push(
@@ -765,6 +780,7 @@ export class Run {
       loss += m.samples * m.loss;
     }
     this.peerReduceTraffic(group);
+    for (const m of group.members) this.parameterSources.delivered(m.sessionId, m.sessionId);
     const first = group.members[0]!.lease;
     if (this.round.length === 0) this.roundOpenedAt = now;
     this.round.push({
@@ -1017,6 +1033,16 @@ export class Run {
       leaderboard: leaderboard(this.sessions.values()),
       /** Bytes through the coordinator and between peers, with the samples they carried. */
       traffic: { ...this.traffic, samples: r.counters.samples },
+      /** Reduction among peers: groups reducing now, with who has not sent its part yet. */
+      ...(this.reduce
+        ? {
+            reducing: [...this.reduce.reducing.values()].map((g) => ({
+              group: g.id,
+              version: g.version,
+              members: g.members.map((m) => m.sessionId),
+            })),
+          }
+        : {}),
     };
     if (view === "public") return common;
     return {
