@@ -1,7 +1,8 @@
 // Parameter frames between headless workers over real WebRTC (simple-peer on @roamhq/wrtc),
 // against `pangea serve`: leases name peers that hold the version, the coordinator sends each
 // version's frame to a few sessions instead of all of them, and a peer that serves bytes which
-// do not hash to the frame is caught by its receivers, who fall back to the coordinator.
+// do not hash to the frame is caught by its receivers, who fall back to the coordinator; and a
+// run that reduces its updates among the peers sends the coordinator one update's bytes a group.
 import { mlpSpec } from "@pangea/shared";
 import { type PeerNetwork, WebRtcPeers } from "@pangea/shared/client";
 import wrtc from "@roamhq/wrtc";
@@ -28,9 +29,13 @@ const lyingPeers = (send: (to: string, payload: Uint8Array) => void): PeerNetwor
 interface Status {
   state: string;
   version: number;
+  counters: { groupsReduced?: number; groupFallbacks?: number };
   traffic: { bytesIn: number; bytesOut: number; peerBytes: number; samples: number };
   workers: Array<{ id: string; strikes: number; peerBytesOut?: number; peerBytesIn?: number }>;
 }
+
+/** The coordinator's bytes in per sample in the first run (every update whole). */
+let wholeIn = 0;
 
 describe("parameter frames between peers over WebRTC", () => {
   let server: ServerProcess;
@@ -41,18 +46,20 @@ describe("parameter frames between peers over WebRTC", () => {
     await server?.dispose();
   });
 
-  async function train(peers: Array<"honest" | "liar">, name: string) {
+  async function train(peers: Array<"honest" | "liar">, name: string, reduceGroup = 0) {
     const created = await server.api("/api/runs", {
       method: "POST",
       body: JSON.stringify({
         name,
-        model: mlpSpec([16, 64, 4], { seed: 5 }),
+        // Wide enough that the updates, not the messages around them, are most of the bytes.
+        model: mlpSpec([16, 256, 4], { seed: 5 }),
         dataset: "blobs",
         batchSize: 16,
         strategy: { kind: "synchronous", targetUpdates: peers.length, stragglerMs: 5_000 },
         optimizer: { learningRate: 3e-3 },
         stop: { versions: VERSIONS },
         peers: true,
+        reduceGroup,
       }),
     });
     expect(created.status).toBe(201);
@@ -93,6 +100,22 @@ describe("parameter frames between peers over WebRTC", () => {
     expect(status.traffic.peerBytes).toBeGreaterThan(0);
     expect(status.workers.some((w) => (w.peerBytesOut ?? 0) > 0)).toBe(true);
     expect(status.workers.every((w) => w.strikes === 0)).toBe(true);
+    wholeIn = status.traffic.bytesIn / status.traffic.samples;
+  }, 300_000);
+
+  it("reduces the updates of a version among the peers: one update's bytes reach the coordinator", async () => {
+    const { status } = await train(["honest", "honest", "honest", "honest"], "reduce", 4);
+    expect(status.state).toBe("finished");
+    expect(status.version).toBe(VERSIONS);
+    const c = status.counters;
+    const reducedIn = status.traffic.bytesIn / status.traffic.samples;
+    console.log(
+      `reduce: ${c.groupsReduced} groups reduced, ${c.groupFallbacks ?? 0} fell back; coordinator ${reducedIn.toFixed(0)} B in per sample, against ${wholeIn.toFixed(0)} with whole updates`,
+    );
+    // Every version but perhaps one (a group forming while the peers' connections open) reduced.
+    expect(c.groupsReduced).toBeGreaterThanOrEqual(VERSIONS - 2);
+    expect(status.workers.every((w) => w.strikes === 0)).toBe(true);
+    if (wholeIn > 0) expect(reducedIn).toBeLessThan(wholeIn / 2);
   }, 300_000);
 
   it("catches a peer that serves bytes that do not match the frame's hash", async () => {
