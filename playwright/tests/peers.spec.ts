@@ -1,29 +1,36 @@
-// Tabs fetch each version's parameters from each other over WebRTC (simple-peer in the page),
-// hash-checked, instead of every tab pulling them from the coordinator; a tab whose browser
-// cannot make WebRTC connections (no non-proxied UDP, and no proxy) trains over the WebSocket
-// alone, its peer fetches falling back to the coordinator.
+// Tabs hand each other parameter frames and reduce their updates among themselves over WebRTC
+// (simple-peer in the page), hash-checked, instead of every tab pulling every version from the
+// coordinator and sending it every update. Six tabs reduce in groups while two of them close in
+// the middle of a reduction; the same run without peers gives the bytes to compare with; and a tab
+// whose browser cannot make WebRTC connections (no non-proxied UDP, and no proxy) trains over the
+// WebSocket alone, its peer fetches falling back to the coordinator and its updates sent whole.
 import { type ServerProcess, serverProcess } from "@pangea/coordinator/server-process";
 import { mnistMlp } from "@pangea/shared";
+import type { Page } from "@playwright/test";
 import { chromiumArgs, chromiumPath } from "../../scripts/chromium.ts";
 import { expect, test } from "../support/fixtures.ts";
 import { openContributor, type RunStatus, signIn } from "../support/pages.ts";
 
 const VERSIONS = 40;
+const TABS = 6;
 
-/** The run's config, with or without peers: synchronous, every tab's update in each version. */
-const runConfig = (peers: boolean) => ({
-  name: peers ? "MNIST with peers" : "MNIST without peers",
+/** A synchronous MNIST run: every tab's update in each version. */
+const runConfig = (
+  name: string,
+  options: { peers: boolean; reduceGroup?: number; targetUpdates: number; stop: object },
+) => ({
+  name,
   model: mnistMlp,
   dataset: "mnist",
   batchSize: 64,
-  // Every tab's update counts towards each version (the isolated one too, unless it straggles).
-  strategy: { kind: "synchronous", targetUpdates: 5, stragglerMs: 5_000 },
+  strategy: { kind: "synchronous", targetUpdates: options.targetUpdates, stragglerMs: 1_500 },
   optimizer: { kind: "adamw", learningRate: 1e-3 },
   evaluateEvery: 20,
-  stop: { versions: VERSIONS },
-  peers,
+  stop: options.stop,
+  peers: options.peers,
+  reduceGroup: options.reduceGroup ?? 0,
 });
-/** The coordinator's bytes per sample in the run with peers (the first test). */
+/** The coordinator's bytes per sample in the six tabs' run with peers (the first test). */
 let withPeers: { in: number; out: number } | undefined;
 
 let server: ServerProcess;
@@ -40,15 +47,189 @@ type Worker = RunStatus["workers"][number] & {
   peerBytesOut?: number;
   bytesOut?: number;
 };
+type Status = Omit<RunStatus, "workers"> & {
+  traffic: Traffic;
+  workers: Worker[];
+  counters: RunStatus["counters"] & { groupsReduced?: number; groupFallbacks?: number };
+  reducing?: Array<{ group: number; members: string[] }>;
+};
 
-test("four tabs share parameter frames over WebRTC; a tab without WebRTC trains over the WebSocket", async ({
+async function status(runId: string): Promise<Status> {
+  return (await (await server.api(`/api/runs/${runId}`)).json()) as Status;
+}
+
+async function finished(runId: string): Promise<Status> {
+  await expect
+    .poll(async () => (await status(runId)).state, { timeout: 8 * 60_000, intervals: [2000] })
+    .toBe("finished");
+  return status(runId);
+}
+
+/** The run's coordinator bytes per sample, read from /metrics (pangea_run_bytes_total). */
+async function bytesPerSample(
+  runId: string,
+  samples: number,
+): Promise<{ in: number; out: number }> {
+  const metrics = await (await fetch(`${server.url}/metrics`)).text();
+  const read = (path: string) =>
+    Number(
+      new RegExp(`pangea_run_bytes_total\\{run="${runId}",path="${path}"\\} (\\d+)`).exec(
+        metrics,
+      )?.[1],
+    );
+  return { in: read("coordinator_in") / samples, out: read("coordinator_out") / samples };
+}
+
+test("six tabs reduce their updates among themselves; two close mid-reduce and every batch is committed once", async ({
+  browser,
+}, testInfo) => {
+  test.setTimeout(10 * 60_000);
+  const created = await server.api("/api/runs", {
+    method: "POST",
+    body: JSON.stringify(
+      runConfig("MNIST reduced among peers", {
+        peers: true,
+        reduceGroup: TABS,
+        targetUpdates: TABS,
+        stop: { epochs: 1 },
+      }),
+    ),
+  });
+  expect(created.status).toBe(201);
+  const { id: runId } = (await created.json()) as { id: string };
+  const context = await browser.newContext();
+  const staying: Page[] = [];
+  for (let i = 0; i < TABS - 2; i++)
+    staying.push((await openContributor(context, server.url, runId)).page);
+  // The two tabs that leave mid-reduce: once told to, each holds back its part fetches (the page
+  // stops passing the worker's peer.fetchPart requests to its WebRTC network), so that it is
+  // certainly in the middle of a reduction when it closes. Everything else is the real code.
+  const leavingContext = await browser.newContext();
+  await leavingContext.addInitScript(() => {
+    const w = window as unknown as { __stall: boolean; __stalled: boolean };
+    w.__stall = false;
+    w.__stalled = false;
+    const Real = window.Worker;
+    window.Worker = class extends Real {
+      override set onmessage(f: ((e: MessageEvent) => void) | null) {
+        super.onmessage = (e: MessageEvent) => {
+          if (w.__stall && (e.data as { type?: string })?.type === "peer.fetchPart") {
+            w.__stalled = true;
+            return;
+          }
+          f?.call(this, e);
+        };
+      }
+      override get onmessage(): ((e: MessageEvent) => void) | null {
+        return super.onmessage;
+      }
+    } as typeof Worker;
+  });
+  const leaving = [
+    await openContributor(leavingContext, server.url, runId),
+    await openContributor(leavingContext, server.url, runId),
+  ];
+
+  await expect
+    .poll(async () => (await status(runId)).version, { timeout: 180_000 })
+    .toBeGreaterThanOrEqual(3);
+  for (const tab of leaving)
+    await tab.page.evaluate(() => {
+      (window as unknown as { __stall: boolean }).__stall = true;
+    });
+  for (const tab of leaving)
+    await tab.page.waitForFunction(
+      () => (window as unknown as { __stalled: boolean }).__stalled,
+      null,
+      {
+        timeout: 120_000,
+      },
+    );
+  // Both are in a group that is reducing, which waits for their parts: they close now.
+  const mid = await status(runId);
+  const sessions = await Promise.all(leaving.map((t) => t.session()));
+  expect(mid.reducing?.some((g) => sessions.every((s) => g.members.includes(s)))).toBe(true);
+  for (const tab of leaving) await tab.page.close();
+
+  const done = await finished(runId);
+  const c = done.counters;
+  console.log(
+    `reduce: ${done.version} versions, ${c.groupsReduced} groups reduced, ${c.groupFallbacks} fell back; ${(done.traffic.peerBytes / 1e6).toFixed(1)} MB between peers`,
+  );
+  // The epoch is complete, and each of its batches was committed exactly once.
+  expect(done.counters.batchCommits?.["0"]).toBe(done.batchesPerEpoch);
+  expect(c.groupFallbacks).toBeGreaterThanOrEqual(1);
+  expect(c.groupsReduced).toBeGreaterThanOrEqual(done.version - 3);
+  const metrics = await (await fetch(`${server.url}/metrics`)).text();
+  expect(metrics).toMatch(
+    new RegExp(`pangea_reduce_groups_total\\{run="${runId}",outcome="fallback"\\} [1-9]`),
+  );
+  withPeers = await bytesPerSample(runId, done.counters.samples);
+  console.log(
+    `coordinator bytes per sample with peers: ${(withPeers.in / 1e3).toFixed(2)} kB in, ${(withPeers.out / 1e3).toFixed(2)} kB out`,
+  );
+
+  // The dashboard shows the bytes between peers and the groups.
+  const dashboard = await context.newPage();
+  await signIn(dashboard, server.url, server.token);
+  await dashboard.goto(`${server.url}/admin?run=${runId}`);
+  await expect(dashboard.getByTestId("peer-bytes")).not.toHaveText("0 B");
+  await expect(dashboard.getByTestId("reduce-groups")).toContainText(
+    `groups of ${TABS}: ${c.groupsReduced} taken, ${c.groupFallbacks} fell back`,
+  );
+  await dashboard.screenshot({ path: testInfo.outputPath("dashboard-reduce.png"), fullPage: true });
+  await context.close();
+  await leavingContext.close();
+});
+
+test("the same run without peers: every tab pulls every version and sends every update", async ({
+  browser,
+}) => {
+  // The comparison needs the first test's figures: when that one failed, this says nothing.
+  test.skip(!withPeers, "needs the figures of the run with peers");
+  test.setTimeout(10 * 60_000);
+  const created = await server.api("/api/runs", {
+    method: "POST",
+    body: JSON.stringify(
+      runConfig("MNIST without peers", {
+        peers: false,
+        targetUpdates: TABS,
+        stop: { versions: 8 },
+      }),
+    ),
+  });
+  const { id: runId } = (await created.json()) as { id: string };
+  const context = await browser.newContext();
+  for (let i = 0; i < TABS; i++) await openContributor(context, server.url, runId);
+  const done = await finished(runId);
+  expect(done.traffic.peerBytes).toBe(0);
+  const off = await bytesPerSample(runId, done.counters.samples);
+  const on = withPeers!;
+  console.log(
+    `coordinator bytes per sample: peers off ${(off.in / 1e3).toFixed(2)} kB in, ${(off.out / 1e3).toFixed(2)} kB out; ` +
+      `peers on ${(on.in / 1e3).toFixed(2)} kB in, ${(on.out / 1e3).toFixed(2)} kB out (${(off.in / on.in).toFixed(1)}× less in, ${(off.out / on.out).toFixed(1)}× less out)`,
+  );
+  expect(off.in / on.in).toBeGreaterThanOrEqual(3);
+  expect(off.out / on.out).toBeGreaterThanOrEqual(3);
+  await context.close();
+});
+
+test("a tab without WebRTC trains over the WebSocket alone, beside four that share frames and reduce updates", async ({
   browser,
   playwright,
 }, testInfo) => {
   test.setTimeout(10 * 60_000);
   const created = await server.api("/api/runs", {
     method: "POST",
-    body: JSON.stringify(runConfig(true)),
+    body: JSON.stringify(
+      runConfig("MNIST with a tab without WebRTC", {
+        peers: true,
+        reduceGroup: 4,
+        // Every tab's update counts towards each version (the isolated one too, unless it straggles).
+        targetUpdates: 5,
+        stop: { versions: VERSIONS },
+      }),
+    ),
   });
   expect(created.status).toBe(201);
   const { id: runId } = (await created.json()) as { id: string };
@@ -109,16 +290,7 @@ test("four tabs share parameter frames over WebRTC; a tab without WebRTC trains 
     )
     .toBeGreaterThanOrEqual(1);
 
-  await expect
-    .poll(
-      async () => ((await (await server.api(`/api/runs/${runId}`)).json()) as RunStatus).state,
-      { timeout: 8 * 60_000, intervals: [2000] },
-    )
-    .toBe("finished");
-  const status = (await (await server.api(`/api/runs/${runId}`)).json()) as Omit<
-    RunStatus,
-    "workers"
-  > & { traffic: Traffic; workers: Worker[] };
+  const status = await finished(runId);
   expect(status.version).toBe(VERSIONS);
   const metrics = await (await fetch(`${server.url}/metrics`)).text();
   const named = Number(
@@ -131,7 +303,8 @@ test("four tabs share parameter frames over WebRTC; a tab without WebRTC trains 
     `peers: ${named} frames named from peers, fallbacks ${fallbacks.map((m) => `${m[1]} ${m[2]}`).join(", ") || "none"}; ` +
       `${(t.peerBytes / 1e6).toFixed(1)} MB between peers, coordinator ${(t.bytesIn / t.samples / 1e3).toFixed(2)} kB in and ${(t.bytesOut / t.samples / 1e3).toFixed(2)} kB out per sample`,
   );
-  withPeers = { in: t.bytesIn / t.samples, out: t.bytesOut / t.samples };
+  // The four tabs' groups were reduced once the isolated one stopped being grouped.
+  expect(status.counters.groupsReduced ?? 0).toBeGreaterThan(0);
   // Most frames went between the tabs, and bytes went through peers.
   expect(named - fellBack).toBeGreaterThanOrEqual(VERSIONS);
   expect(t.peerBytes).toBeGreaterThan(0);
@@ -155,39 +328,4 @@ test("four tabs share parameter frames over WebRTC; a tab without WebRTC trains 
   ).toHaveText("0 B / 0 B");
   await dashboard.screenshot({ path: testInfo.outputPath("dashboard-peers.png"), fullPage: true });
   await isolated.close();
-});
-
-test("the same run without peers: every tab pulls every version from the coordinator", async ({
-  browser,
-}) => {
-  // The comparison needs the first test's figures: when that one failed, this says nothing.
-  test.skip(!withPeers, "needs the figures of the run with peers");
-  test.setTimeout(10 * 60_000);
-  const created = await server.api("/api/runs", {
-    method: "POST",
-    body: JSON.stringify(runConfig(false)),
-  });
-  const { id: runId } = (await created.json()) as { id: string };
-  const context = await browser.newContext();
-  for (let i = 0; i < 5; i++) await openContributor(context, server.url, runId);
-  await expect
-    .poll(
-      async () => ((await (await server.api(`/api/runs/${runId}`)).json()) as RunStatus).state,
-      { timeout: 8 * 60_000, intervals: [2000] },
-    )
-    .toBe("finished");
-  const { traffic: t } = (await (await server.api(`/api/runs/${runId}`)).json()) as {
-    traffic: Traffic;
-  };
-  const off = { in: t.bytesIn / t.samples, out: t.bytesOut / t.samples };
-  const on = withPeers!;
-  console.log(
-    `coordinator bytes per sample: peers off ${(off.in / 1e3).toFixed(2)} kB in, ${(off.out / 1e3).toFixed(2)} kB out; ` +
-      `peers on ${(on.in / 1e3).toFixed(2)} kB in, ${(on.out / 1e3).toFixed(2)} kB out (${(off.out / on.out).toFixed(1)}× less out, ${((off.in + off.out) / (on.in + on.out)).toFixed(2)}× less in and out)`,
-  );
-  expect(t.peerBytes).toBe(0);
-  // Parameters between peers at least halve what leaves the coordinator. (Updates still all come
-  // in over the WebSocket: reducing them among peers is the part of issue 15 not built yet.)
-  expect(on.out).toBeLessThan(off.out / 2);
-  await context.close();
 });
