@@ -26,6 +26,11 @@ import {
   mnistMlp,
   PROTOCOL_VERSION,
   parameterLayout,
+  partHash,
+  partOwners,
+  partRange,
+  pieceHashes,
+  reducePart,
   type WireMessage,
 } from "@pangea/shared";
 import { randomFloats } from "@pangea/shared/testing";
@@ -252,9 +257,28 @@ interface LoadOptions {
   buffer?: number;
   /** Samples per batch (the run's default, 64, when absent). */
   batchSize?: number;
+  /** A synchronous run of this many updates per version instead (every worker in each one). */
+  targetUpdates?: number;
+  /**
+   * Peers: the workers join with peers and reduce their updates in groups of this many. The
+   * bench's workers all send the same update, so a group's reduced part is that update's part
+   * bit for bit (checked once below): they answer a plan with it at once, as if the WebRTC
+   * transfers between them took no time. What is measured is the coordinator's side.
+   */
+  reduceGroup?: number;
 }
 
-async function load(workers: number, seconds: number, options: LoadOptions = {}): Promise<LoadRow> {
+interface LoadTraffic {
+  /** The coordinator's WebSocket bytes in and out per sample trained, over the whole run. */
+  inPerSample: number;
+  outPerSample: number;
+}
+
+async function load(
+  workers: number,
+  seconds: number,
+  options: LoadOptions = {},
+): Promise<LoadRow & LoadTraffic> {
   const backend = options.backend ?? "node";
   const thinkMs = options.thinkMs ?? 0;
   const inspectorPort = backend === "edge" ? await freePort() : undefined;
@@ -269,13 +293,17 @@ async function load(workers: number, seconds: number, options: LoadOptions = {})
   try {
     // The demo run's model and data; asynchronous, each update its own version (the busiest
     // case for the store), a lease long enough that none expires during the bench.
+    const group = options.reduceGroup ?? 0;
     const res = await server.api("/api/runs", {
       method: "POST",
       body: JSON.stringify({
         name: "bench",
         dataset: "mnist",
-        strategy: { kind: "asynchronous", maxStaleness: 1000, buffer: options.buffer ?? 1 },
+        strategy: options.targetUpdates
+          ? { kind: "synchronous", targetUpdates: options.targetUpdates, stragglerMs: 2000 }
+          : { kind: "asynchronous", maxStaleness: 1000, buffer: options.buffer ?? 1 },
         ...(options.batchSize ? { batchSize: options.batchSize } : {}),
+        ...(group > 0 ? { peers: true, reduceGroup: group } : {}),
         leaseMs: 600_000,
         evaluateEvery: 1_000_000,
       }),
@@ -283,12 +311,36 @@ async function load(workers: number, seconds: number, options: LoadOptions = {})
     if (!res.ok) throw new Error(`creating the run: ${res.status} ${await res.text()}`);
     const { id } = (await res.json()) as { id: string };
     const layout = parameterLayout(mnistMlp);
-    const tensors = layout.slots.map((s, i) => ({
-      shape: s.shape,
-      dtype: "float32" as const,
-      name: s.name,
-      data: randomFloats(s.size, i + 7, 1e-4),
-    }));
+    const flat = new Float32Array(layout.size);
+    const tensors = layout.slots.map((s, i) => {
+      flat.set(randomFloats(s.size, i + 7, 1e-4), s.offset);
+      return {
+        shape: s.shape,
+        dtype: "float32" as const,
+        name: s.name,
+        data: flat.subarray(s.offset, s.offset + s.size),
+      };
+    });
+    const hashes = group > 0 ? pieceHashes(flat) : new Uint8Array(0);
+    /** Each part of a group of g: its bytes and hash (every member's update is `flat`). */
+    const partsOf = new Map<string, { data: Uint8Array; sha256: string }>();
+    const part = (g: number, p: number) => {
+      const key = `${g}:${p}`;
+      let known = partsOf.get(key);
+      if (!known) {
+        const { start, end } = partRange(flat.length, g, p);
+        const values = flat.subarray(start, end);
+        const reduced = reducePart(Array(g).fill(values), Array(g).fill(8), "mean", 0);
+        if (partHash(reduced) !== partHash(values))
+          throw new Error("a mean of equal updates is not that update");
+        known = {
+          data: new Uint8Array(values.buffer, values.byteOffset, values.byteLength),
+          sha256: partHash(values),
+        };
+        partsOf.set(key, known);
+      }
+      return known;
+    };
     const latencies: number[] = [];
     let updates = 0;
     let measuring = false;
@@ -310,6 +362,8 @@ async function load(workers: number, seconds: number, options: LoadOptions = {})
         sockets.push(ws);
         let sentAt = 0;
         let n = 0;
+        let session = "";
+        let whole: GradientUpdate | undefined;
         ws.on("message", (data: Buffer) => {
           // A parameter frame (the model, 400 KB) is all a simulated worker would not read: it
           // answers with its precomputed update. Not decoding it leaves the two cores to the
@@ -318,34 +372,57 @@ async function load(workers: number, seconds: number, options: LoadOptions = {})
           const d = decodeMessage(new Uint8Array(data.buffer, data.byteOffset, data.byteLength));
           if (!d.ok || stop) return;
           const p = d.message.payload;
-          if (p.type === "welcome") send(ws, { type: "leaseRequest", maxBatches: 1 }, n++);
-          else if (p.type === "lease") {
+          if (p.type === "welcome") {
+            session = p.sessionId;
+            send(ws, { type: "leaseRequest", maxBatches: 1 }, n++);
+          } else if (p.type === "lease") {
+            const update: GradientUpdate = {
+              gradientId: `${w}:${n}`,
+              gradients: tensors,
+              loss: 1,
+              timestamp: 0,
+              nodeId: "",
+              batchId: p.batch.batchId,
+              leaseId: p.leaseId,
+              baseVersion: p.baseVersion,
+              // What the lease handed out (an epoch's last batch is short): a claim of more
+              // is refused, and a worker here would then wait for ever.
+              sampleCount: p.batch.offsets?.length ?? 64,
+              encoding: "fp32",
+              kind: "gradient",
+            };
+            whole = update;
             const answer = () => {
               if (stop) return;
               sentAt = performance.now();
-              send(
-                ws,
-                {
-                  type: "gradientUpdate",
-                  gradientId: `${w}:${n}`,
-                  gradients: tensors,
-                  loss: 1,
-                  timestamp: 0,
-                  nodeId: "",
-                  batchId: p.batch.batchId,
-                  leaseId: p.leaseId,
-                  baseVersion: p.baseVersion,
-                  // What the lease handed out (an epoch's last batch is short): a claim of more
-                  // is refused, and a worker here would then wait for ever.
-                  sampleCount: p.batch.offsets?.length ?? 64,
-                  encoding: "fp32",
-                  kind: "gradient",
-                },
-                n++,
-              );
+              const declaration = { ...update, gradients: [], pieceHashes: hashes };
+              send(ws, { type: "gradientUpdate", ...(group > 0 ? declaration : update) }, n++);
             };
             if (thinkMs > 0) setTimeout(answer, thinkMs * (0.5 + Math.random()));
             else answer();
+          } else if (p.type === "reducePlan") {
+            const g = p.members.length;
+            const me = p.members.findIndex((m) => m.session === session);
+            for (let k = 0; k < g; k++) {
+              const owners = partOwners(g, k);
+              if (owners.reducer !== me && owners.checker !== me) continue;
+              const { data, sha256 } = part(g, k);
+              send(
+                ws,
+                {
+                  type: "reducedPart",
+                  group: p.group,
+                  part: k,
+                  data: owners.reducer === me ? data : new Uint8Array(0),
+                  sha256,
+                  badBytes: [],
+                  missing: [],
+                },
+                n++,
+              );
+            }
+          } else if (p.type === "error" && p.code === "reduceFallback" && whole) {
+            send(ws, { type: "gradientUpdate", ...whole }, n++);
           } else if (p.type === "ack") {
             if (measuring) {
               latencies.push(performance.now() - sentAt);
@@ -369,6 +446,7 @@ async function load(workers: number, seconds: number, options: LoadOptions = {})
             client: { kind: "bench", adapter: "", softwareFallback: true, userAgent: "" },
             encodings: ["fp32"],
             protocolVersion: PROTOCOL_VERSION,
+            ...(group > 0 ? { peers: true } : {}),
           },
           n++,
         );
@@ -386,6 +464,9 @@ async function load(workers: number, seconds: number, options: LoadOptions = {})
     const elapsed = (performance.now() - t0) / 1000;
     const rss = treeRssMiB(server.process!.pid!);
     stop = true;
+    const { traffic } = (await (await server.api(`/api/runs/${id}`)).json()) as {
+      traffic: { bytesIn: number; bytesOut: number; samples: number };
+    };
     for (const ws of sockets) ws.terminate();
     latencies.sort((a, b) => a - b);
     const p50 = quantile(latencies, 0.5);
@@ -397,6 +478,8 @@ async function load(workers: number, seconds: number, options: LoadOptions = {})
       p99: quantile(latencies, 0.99),
       rss,
       isolate,
+      inPerSample: traffic.bytesIn / Math.max(1, traffic.samples),
+      outPerSample: traffic.bytesOut / Math.max(1, traffic.samples),
     };
   } finally {
     await server.dispose();
@@ -513,9 +596,9 @@ function cpuPerEvent(): EventTimes {
 
 // --- the run --------------------------------------------------------------------------------
 
-// BENCH_ONLY=ingest,load,idle,cpu runs some sections (all by default), LOAD_BACKENDS=node or
+// BENCH_ONLY=ingest,load,peers,idle,cpu runs some sections (all by default), LOAD_BACKENDS=node or
 // edge one side of the load rows; IDLE_SESSIONS sets the crowd of idle sessions (10,000).
-const only = new Set((process.env.BENCH_ONLY ?? "ingest,load,idle,cpu").split(","));
+const only = new Set((process.env.BENCH_ONLY ?? "ingest,load,peers,idle,cpu").split(","));
 
 if (only.has("ingest")) {
   console.log(
@@ -568,6 +651,26 @@ if (only.has("load")) {
   if (backends.includes("edge"))
     for (const workers of [100, 200])
       row("edge", await load(workers, 10, { backend: "edge" }), atOnce);
+}
+
+if (only.has("peers")) {
+  console.log(
+    "\nPeers: a synchronous MNIST run (batches of 8, every worker's update in each version), updates sent whole against reduced among the workers in groups of 4",
+  );
+  console.log(
+    "workers   updates        updates/s   p50 ms   p99 ms   coordinator kB in / sample   kB out / sample",
+  );
+  for (const workers of [10, 100, 1000])
+    for (const group of [0, 4]) {
+      const r = await load(workers, 10, {
+        targetUpdates: workers,
+        batchSize: 8,
+        reduceGroup: group,
+      });
+      console.log(
+        `${String(workers).padStart(7)}   ${(group ? "reduced, 4" : "whole").padEnd(12)}${(r.updates / r.seconds).toFixed(0).padStart(11)}${r.p50.toFixed(1).padStart(9)}${r.p99.toFixed(1).padStart(9)}${(r.inPerSample / 1e3).toFixed(2).padStart(29)}${(r.outPerSample / 1e3).toFixed(2).padStart(18)}`,
+      );
+    }
 }
 
 if (only.has("idle")) {

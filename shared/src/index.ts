@@ -15,7 +15,7 @@ export * from "./data/text-shard.ts";
 export * from "./model/model-spec.ts";
 export * from "./model/safetensors.ts";
 export { seededRandom } from "./random.ts";
-export { sha256, sha256Hex } from "./sha256.ts";
+export { installSha256, sha256, sha256Hex } from "./sha256.ts";
 export * from "./wire/codec.ts";
 export type { DecodeLimits } from "./wire/frame-reader.ts";
 export { defaultDecodeLimits } from "./wire/frame-reader.ts";

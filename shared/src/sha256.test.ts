@@ -1,7 +1,7 @@
 import { createHash } from "node:crypto";
 import { describe, expect, it } from "vitest";
 import { seededRandom } from "./random.ts";
-import { sha256Hex } from "./sha256.ts";
+import { installSha256, sha256, sha256Hex } from "./sha256.ts";
 
 describe("sha256Hex", () => {
   it("matches FIPS 180-4's examples and node:crypto at every padding boundary", () => {
@@ -20,6 +20,24 @@ describe("sha256Hex", () => {
       expect(sha256Hex(framed.subarray(3, 3 + n))).toBe(
         createHash("sha256").update(bytes).digest("hex"),
       );
+    }
+  });
+
+  it("gives its 32 bytes, and the same digests once a native SHA-256 is installed", () => {
+    const bytes = Uint8Array.from({ length: 4099 }, (_, i) => (i * 31) & 255);
+    const expected = createHash("sha256").update(bytes).digest("hex");
+    expect(Buffer.from(sha256(bytes)).toString("hex")).toBe(expected);
+    let calls = 0;
+    installSha256((b) => {
+      calls++;
+      return createHash("sha256").update(b).digest();
+    });
+    try {
+      expect(sha256Hex(bytes)).toBe(expected);
+      expect(Buffer.from(sha256(bytes)).toString("hex")).toBe(expected);
+      expect(calls).toBe(2);
+    } finally {
+      installSha256(undefined);
     }
   });
 });

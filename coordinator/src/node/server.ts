@@ -1,7 +1,7 @@
 // The Node adapter: Hono on @hono/node-server for HTTP, `ws` for /ws, SQLite for the Store and
 // the wall clock for the Clock. Everything Pangea does happens in the core; this file only
 // connects it to sockets, timers and the disk.
-import { randomBytes } from "node:crypto";
+import { createHash, randomBytes } from "node:crypto";
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import type { IncomingMessage } from "node:http";
 import type { Duplex } from "node:stream";
@@ -11,7 +11,7 @@ import { mnistShardFromPackage } from "@pangea/shared/mnist-node";
 import { tinyShakespeareShard } from "@pangea/shared/text-node";
 import { type RawData, type WebSocket, WebSocketServer } from "ws";
 import { PingRounds } from "./ping-rounds.ts";
-import type { IceServer } from "@pangea/shared";
+import { type IceServer, installSha256 } from "@pangea/shared";
 import type { AdmissionLimits } from "../core/admission.ts";
 import { Coordinator } from "../core/coordinator.ts";
 import { datasetApi } from "../core/dataset-catalog.ts";
@@ -23,6 +23,10 @@ import { createApp, nodeAddress } from "./app.ts";
 import { DatasetFiles } from "./dataset-files.ts";
 import { threadEvaluator } from "./evaluation-thread.ts";
 import { SqliteStore } from "./sqlite-store.ts";
+
+// The coordinator hashes each version's parameter frame and each reduced part: node:crypto's
+// SHA-256 instead of the portable one (the same digests).
+installSha256((bytes) => createHash("sha256").update(bytes).digest());
 
 export interface ServerOptions {
   /** Where SQLite and the admin token live (PANGEA_DATA_DIR, default ./.pangea). */
