@@ -560,11 +560,9 @@ export class Run {
       }
       wrongOwners = arrived.wrong;
     }
-    const elapsed = Math.max(1, now - l.issuedAt);
     // What the coordinator knows, not what the update says (the two agree, or it was refused).
     const samples = this.leaseSamples(l);
-    const speed = (1000 * samples) / elapsed;
-    s.samplesPerSecond = s.samplesPerSecond === 0 ? speed : 0.7 * s.samplesPerSecond + 0.3 * speed;
+    measureSpeed(s, samples, l, now);
     s.lastSeen = now;
     const batchKey = `${l.epoch}:${l.batch}`;
     if (this.scheduler.accept(l.id) === "duplicate") {
@@ -769,9 +767,7 @@ export class Run {
       this.scheduler.accept(m.lease.id);
       const ms = this.sessions.get(m.sessionId);
       if (ms) {
-        const speed = (1000 * m.samples) / Math.max(1, now - m.lease.issuedAt);
-        ms.samplesPerSecond =
-          ms.samplesPerSecond === 0 ? speed : 0.7 * ms.samplesPerSecond + 0.3 * speed;
+        measureSpeed(ms, m.samples, m.lease, now);
         ms.updatesAccepted++;
         this.touched.add(ms.id);
       }
@@ -1388,6 +1384,12 @@ export class Run {
     this.store.recordEvaluation(r, point);
     return out;
   }
+}
+
+/** A session's speed, from its lease to its accepted work (a moving average): its next deadline. */
+function measureSpeed(s: SessionStats, samples: number, lease: Lease, now: number): void {
+  const speed = (1000 * samples) / Math.max(1, now - lease.issuedAt);
+  s.samplesPerSecond = s.samplesPerSecond === 0 ? speed : 0.7 * s.samplesPerSecond + 0.3 * speed;
 }
 
 /**
