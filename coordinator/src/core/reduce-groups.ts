@@ -114,12 +114,22 @@ export class ReduceGroups {
       this.open = alone;
       return [group];
     }
-    if (this.open.length > 0 && this.open[0]!.lease.baseVersion !== version) this.open = [];
     if (this.open.length === 0) this.openedAt = now;
     this.open.push(d);
     this.declared.add(d.lease.id);
     if (this.open.length >= this.size || last) return [this.seal(now)];
     return [];
+  }
+
+  /**
+   * The version closed: declarations still gathering for it are stale (their members are told
+   * so; a group already reducing is refused when it settles).
+   */
+  takeOpen(): Declaration[] {
+    const open = this.open;
+    this.open = [];
+    for (const d of open) this.declared.delete(d.lease.id);
+    return open;
   }
 
   /** The open group, sealed once it has waited GROUP_WAIT_MS (or the version closes: `force`). */

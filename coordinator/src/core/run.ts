@@ -1271,7 +1271,20 @@ export class Run {
     for (const [key, d] of this.disputes) if (!kept(d.base)) this.disputes.delete(key);
     for (const [key, f] of this.firstCopies) if (!kept(f.base)) this.firstCopies.delete(key);
     this.scheduler.forgetCopies(kept);
-    this.reduce?.forget(r.version);
+    if (this.reduce) {
+      this.reduce.forget(r.version);
+      for (const d of this.reduce.takeOpen()) {
+        this.scheduler.revoke(d.lease.id);
+        out.push({
+          to: d.sessionId,
+          payload: errorPayload(
+            "staleVersion",
+            `version ${r.version - 1} closed before a group formed for this declaration`,
+            { ref: d.messageId },
+          ),
+        });
+      }
+    }
     if (evaluate || r.state === "finished") this.evaluationDue = true;
     return out;
   }

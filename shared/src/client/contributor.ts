@@ -208,6 +208,7 @@ export class Contributor {
     this.connected = true;
     // Whatever was in flight on an older connection is gone with it.
     this.leaseRequest = "";
+    for (const ref of [...this.declared.keys()]) this.settleDeclaration(ref);
     this.held = 0;
     this.epoch++;
     this.heartbeatTimer++;
