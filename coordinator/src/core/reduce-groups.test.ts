@@ -45,9 +45,9 @@ const part = (group: Group, k: number, values?: Float32Array, hash?: string) => 
 
 function groupOfThree(): { groups: ReduceGroups; group: Group } {
   const groups = new ReduceGroups(3, N, "mean", 0);
-  expect(groups.declare(declaration(0), 4, 0, false)).toEqual([]);
-  expect(groups.declare(declaration(1), 4, 0, false)).toEqual([]);
-  const [group] = groups.declare(declaration(2), 4, 0, false);
+  expect(groups.declare(declaration(0), 0, false)).toEqual([]);
+  expect(groups.declare(declaration(1), 0, false)).toEqual([]);
+  const [group] = groups.declare(declaration(2), 0, false);
   expect(group!.members.map((m) => m.sessionId)).toEqual(["s0", "s1", "s2"]);
   return { groups, group: group! };
 }
@@ -143,9 +143,9 @@ describe("ReduceGroups", () => {
   it("strikes a member whose bytes two different owners found not matching its declaration", () => {
     const groups = new ReduceGroups(3, N, "mean", 0);
     const form = () => {
-      groups.declare(declaration(0), 4, 0, false);
-      groups.declare(declaration(1), 4, 0, false);
-      return groups.declare(declaration(2), 4, 0, false)[0]!;
+      groups.declare(declaration(0), 0, false);
+      groups.declare(declaration(1), 0, false);
+      return groups.declare(declaration(2), 0, false)[0]!;
     };
     const first = form();
     const a = groups.part("s1", { ...part(first, 1), badBytes: ["s0"] });
@@ -163,8 +163,8 @@ describe("ReduceGroups", () => {
 
   it("declarations still gathering when their version closes are handed back", () => {
     const groups = new ReduceGroups(4, N, "mean", 0);
-    groups.declare(declaration(0), 4, 0, false);
-    groups.declare(declaration(1), 4, 0, false);
+    groups.declare(declaration(0), 0, false);
+    groups.declare(declaration(1), 0, false);
     expect(groups.busy).toBe(true);
     expect(groups.takeOpen().map((d) => d.sessionId)).toEqual(["s0", "s1"]);
     expect(groups.busy).toBe(false);

@@ -95,12 +95,11 @@ export class ReduceGroups {
   }
 
   /**
-   * Takes a declaration for `version` (the run's open one); returns the groups it completes:
+   * Takes a declaration for the run's open version; returns the groups it completes:
    * a full group, or the open one when nothing more can arrive for this version (`last`).
    */
   declare(
     d: Declaration,
-    version: number,
     now: number,
     last: boolean,
     /** False for a session whose peer transfers keep failing (parameter-sources.ts). */

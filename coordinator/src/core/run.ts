@@ -671,7 +671,7 @@ export class Run {
     // A session whose peer transfers keep failing (no route for UDP) is not grouped: its
     // declaration falls back at once, and costs no group a fallback.
     const reachable = this.parameterSources.reachable(s.id);
-    return this.planned(reduce!.declare(d, this.record.version, now, last, reachable));
+    return this.planned(reduce!.declare(d, now, last, reachable));
   }
 
   /** Sealed groups: a plan to each member (a group of one falls back at once). */
