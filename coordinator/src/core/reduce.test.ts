@@ -15,7 +15,13 @@ const model = mlpSpec([16, 1024, 4], { seed: 3 });
 
 type Member = { peer: PeerBehaviour; misreduce?: boolean };
 
-function start(sim: Simulation, members: Member[], reduceGroup: number, versions = 2000) {
+function start(
+  sim: Simulation,
+  members: Member[],
+  reduceGroup: number,
+  versions = 2000,
+  extra: Partial<Parameters<Simulation["coordinator"]["createRun"]>[0]> = {},
+) {
   const run = sim.coordinator.createRun({
     name: "reduce",
     model,
@@ -27,6 +33,7 @@ function start(sim: Simulation, members: Member[], reduceGroup: number, versions
     stop: { targetAccuracy: 0.9, versions },
     peers: true,
     reduceGroup,
+    ...extra,
   });
   const workers = members.map((m) =>
     sim.addWorker({ runId: run.id, peer: m.peer, ...(m.misreduce ? { misreduce: true } : {}) }),
@@ -73,6 +80,33 @@ describe("updates reduced among peers (simulated network)", () => {
       const perSample = (r: typeof run) => r.traffic.bytesIn / r.record.counters.samples;
       // Four updates in, against one reduced update (in parts) and four small declarations.
       expect(perSample(whole.run) / perSample(run)).toBeGreaterThanOrEqual(3);
+    }));
+
+  it("reduces local-SGD deltas, and keeps a robust rule's meaning inside each group", () =>
+    withStore(async (store) => {
+      const honest: Member[] = Array.from({ length: 6 }, () => ({ peer: "honest" }));
+      for (const extra of [
+        {
+          strategy: {
+            kind: "localSgd" as const,
+            targetUpdates: 6,
+            innerSteps: 2,
+            stragglerMs: 5000,
+          },
+          local: { kind: "sgd" as const, learningRate: 0.05 },
+          optimizer: { kind: "sgd" as const, learningRate: 1 },
+        },
+        { aggregation: { kind: "median" as const } },
+      ]) {
+        const sim = new Simulation(store);
+        const { run } = start(sim, honest, 3, 2000, extra);
+        await sim.runUntilSettled(() => run.record.state === "finished");
+        report(extra.aggregation ? "median in groups of 3" : "local SGD in groups of 3", run);
+        expect(run.record.evaluation!.accuracy).toBeGreaterThanOrEqual(0.9);
+        // Two groups a version, each one vote.
+        expect(run.record.counters.groupsReduced).toBeGreaterThanOrEqual(2 * run.record.version);
+        committedOnce(run);
+      }
     }));
 
   it("catches a member that sends different bytes to the two owners of a part, and strikes it", () =>
