@@ -594,8 +594,7 @@ export class Run {
     // Struck once the update is in (a quarantine ends the sender's live leases, this one too).
     for (const id of wrongOwners)
       out.push(...this.strikeSession(id, "reduced a part of its group's updates wrongly"));
-    const st = this.config.strategy;
-    const target = st.kind === "asynchronous" ? st.buffer : st.targetUpdates;
+    const target = this.target;
     if (this.voters() >= target) out.push(...this.closeVersion(now));
     return out;
   }
@@ -655,8 +654,7 @@ export class Run {
       return this.refuse(s, refusal, messageId);
     }
     const l = lease!;
-    const st = this.config.strategy;
-    const target = st.kind === "asynchronous" ? st.buffer : st.targetUpdates;
+    const target = this.target;
     // Nothing more can come for this version once the declared and the taken make the target:
     // the group forms now rather than after GROUP_WAIT_MS.
     const last = this.voters() + reduce!.declaredCount + 1 >= target;
@@ -792,8 +790,7 @@ export class Run {
       samples,
       members: group.members,
     });
-    const st = this.config.strategy;
-    const target = st.kind === "asynchronous" ? st.buffer : st.targetUpdates;
+    const target = this.target;
     return this.voters() >= target ? this.closeVersion(now) : [];
   }
 
@@ -1091,6 +1088,12 @@ export class Run {
   // --- internals --------------------------------------------------------------------------
 
   /** The local steps each lease asks for: the strategy's inner steps, or one. */
+  /** Voters a version closes with: the buffer (asynchronous) or the target (the others). */
+  private get target(): number {
+    const st = this.config.strategy;
+    return st.kind === "asynchronous" ? st.buffer : st.targetUpdates;
+  }
+
   private get innerSteps(): number {
     const st = this.config.strategy;
     return st.kind === "localSgd" ? st.innerSteps : 1;
