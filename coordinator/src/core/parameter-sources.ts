@@ -6,6 +6,12 @@
 // do not match; a holder accused of bad bytes is sent the next receiver that has not accused it,
 // and is struck (and never named again) once two different sessions accuse it, so that one
 // hostile receiver cannot frame an honest peer, who clears itself with a good transfer.
+//
+// Receivers ask in bursts (a synchronous version closes and every session wants the next one
+// within milliseconds), before any of them holds it. A receiver named a holder is therefore
+// itself named, once the holders are full, as a provisional holder: its peers' requests wait
+// for its own fetch to finish (peers.ts AWAIT_FRAME_MS). Only one hop: a receiver named a
+// provisional holder is not one, so no request waits behind more than one other transfer.
 import type { IceServer } from "@pangea/shared";
 
 export interface ParameterSourceOptions {
@@ -20,6 +26,8 @@ export class ParameterSources {
   private version = -1;
   /** Holders of `version`, and how many receivers each was named for. */
   private readonly holders = new Map<string, number>();
+  /** Receivers of `version` named a holder, still fetching it: named once the holders are full. */
+  private readonly provisional = new Map<string, number>();
   /** Sessions never named again in this run: struck for serving bad bytes. */
   private readonly barred = new Set<string>();
   /** Who accused each session of serving bad bytes, until the accusations make a strike. */
@@ -34,9 +42,12 @@ export class ParameterSources {
     if (version > this.version) {
       this.version = version;
       this.holders.clear();
+      this.provisional.clear();
     }
-    if (version === this.version && !this.holders.has(session) && !this.barred.has(session))
-      this.holders.set(session, 0);
+    if (version === this.version && !this.holders.has(session) && !this.barred.has(session)) {
+      this.holders.set(session, this.provisional.get(session) ?? 0);
+      this.provisional.delete(session);
+    }
   }
 
   /**
@@ -45,31 +56,44 @@ export class ParameterSources {
    */
   pick(receiver: string, version: number, usable: (id: string) => boolean): string | undefined {
     if (version !== this.version || !this.reachable(receiver)) return undefined;
+    const held = this.least(this.holders, receiver, usable);
+    if (held !== undefined) {
+      this.holders.set(held, this.holders.get(held)! + 1);
+      if (!this.barred.has(receiver)) this.provisional.set(receiver, 0);
+      return held;
+    }
+    const fetching = this.least(this.provisional, receiver, usable);
+    if (fetching !== undefined) this.provisional.set(fetching, this.provisional.get(fetching)! + 1);
+    return fetching;
+  }
+
+  /** The least loaded of `among` under the fanout that may serve `receiver`. */
+  private least(
+    among: Map<string, number>,
+    receiver: string,
+    usable: (id: string) => boolean,
+  ): string | undefined {
     let best: string | undefined;
     let load = this.options.fanout;
-    for (const [id, named] of this.holders) {
+    for (const [id, named] of among) {
       if (id === receiver || named >= this.options.fanout || !this.reachable(id) || !usable(id))
         continue;
       // A holder someone accused is tried by someone else first: a second accusation strikes
       // it soon, and an honest one accused falsely clears itself with a good transfer.
       const accused = this.accusers.get(id);
-      if (accused && !accused.has(receiver)) {
-        best = id;
-        load = named;
-        break;
-      }
+      if (accused && !accused.has(receiver)) return id;
       if (named < load) {
         best = id;
         load = named;
       }
     }
-    if (best !== undefined) this.holders.set(best, load + 1);
     return best;
   }
 
   /** The session left, or said it lacks the version. */
   forget(session: string): void {
     this.holders.delete(session);
+    this.provisional.delete(session);
   }
 
   /**
@@ -79,6 +103,7 @@ export class ParameterSources {
    */
   undelivered(peer: string, receiver: string): void {
     this.holders.delete(peer);
+    this.provisional.delete(peer);
     for (const id of [peer, receiver]) this.failures.set(id, (this.failures.get(id) ?? 0) + 1);
   }
 
@@ -108,6 +133,8 @@ export class ParameterSources {
     }
     this.accusers.delete(peer);
     this.barred.add(peer);
+    this.holders.delete(peer);
+    this.provisional.delete(peer);
     return true;
   }
 }

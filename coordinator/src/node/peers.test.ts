@@ -4,7 +4,7 @@
 // do not hash to the frame is caught by its receivers, who fall back to the coordinator; and a
 // run that reduces its updates among the peers sends the coordinator one update's bytes a group.
 import { mlpSpec } from "@pangea/shared";
-import { type PeerNetwork, WebRtcPeers } from "@pangea/shared/client";
+import { AWAIT_FRAME_MS, type PeerNetwork, WebRtcPeers } from "@pangea/shared/client";
 import wrtc from "@roamhq/wrtc";
 import SimplePeer from "simple-peer";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -36,6 +36,38 @@ interface Status {
 
 /** The coordinator's bytes in per sample in the first run (every update whole). */
 let wholeIn = 0;
+
+describe("a holder asked for a frame before it has it", () => {
+  it("answers once the frame arrives (within AWAIT_FRAME_MS), and says missing after that", async () => {
+    const nets: WebRtcPeers[] = [];
+    const make = (me: string) =>
+      new WebRtcPeers(
+        ({ initiator }) => new SimplePeer({ initiator, wrtc }),
+        (to, payload) => nets[to === "a" ? 0 : 1]!.signal(me, payload),
+      );
+    nets.push(make("a"), make("b"));
+    const [a, b] = nets as [WebRtcPeers, WebRtcPeers];
+    try {
+      const frame = new Uint8Array(100_000).map((_, i) => i % 251);
+      // "a" is asked for version 3 while the coordinator's frame is still on its way to it.
+      const fetched = b.fetch("a", 3, 10_000);
+      await new Promise((r) => setTimeout(r, 400));
+      a.offer(3, frame);
+      expect(await fetched).toEqual(frame);
+      // A version it is not about to get: after the wait, missing (not a timeout).
+      const started = Date.now();
+      await expect(b.fetch("a", 4, 10_000)).rejects.toMatchObject({ failure: "missing" });
+      expect(Date.now() - started).toBeGreaterThanOrEqual(AWAIT_FRAME_MS - 50);
+      // An older version it no longer keeps: missing at once.
+      a.offer(4, frame);
+      a.offer(5, frame);
+      await expect(b.fetch("a", 3, 10_000)).rejects.toMatchObject({ failure: "missing" });
+    } finally {
+      a.close();
+      b.close();
+    }
+  }, 30_000);
+});
 
 describe("parameter frames between peers over WebRTC", () => {
   let server: ServerProcess;

@@ -8,6 +8,7 @@ import { runEvaluation } from "../core/evaluation.ts";
 import { MemoryStore } from "../core/memory-store.ts";
 import type { Clock, Peer, Store } from "../core/ports.ts";
 import {
+  AWAIT_FRAME_MS,
   emptyPeerStats,
   PeerFetchError,
   type PeerNetwork,
@@ -196,6 +197,10 @@ export type PeerBehaviour = "honest" | "liar" | "silent" | "twoFaced";
 export class SimulatedPeers implements PeerNetwork {
   private readonly frames = new Map<number, Uint8Array>();
   private readonly updates = new Map<number, Uint8Array>();
+  private readonly awaiting = new Set<{
+    version: number;
+    answer: (frame: Uint8Array | undefined) => void;
+  }>();
   private readonly counts = emptyPeerStats();
   private partsServed = 0;
   constructor(
@@ -208,21 +213,37 @@ export class SimulatedPeers implements PeerNetwork {
     this.sim.peerNetworks.set(this.id(), this);
     return new Promise((resolve, reject) => {
       const from = this.sim.peerNetworks.get(peer);
-      const frame = from?.serve(version);
+      const answer = (frame: Uint8Array | undefined) => {
+        if (!frame) {
+          reject(new PeerFetchError("missing", `${peer} lacks ${version}`));
+          return;
+        }
+        this.sim.later(() => {
+          this.counts.bytesIn += frame.byteLength;
+          this.counts.framesFetched++;
+          resolve(frame);
+        }, 1);
+      };
       if (!from) reject(new PeerFetchError("unreachable", `no route to ${peer}`));
       else if (from.behaviour === "silent")
         this.sim.later(
           () => reject(new PeerFetchError("timeout", `${peer} sent nothing`)),
           timeoutMs,
         );
-      else if (!frame) reject(new PeerFetchError("missing", `${peer} lacks ${version}`));
-      else
-        this.sim.later(() => {
-          this.counts.bytesIn += frame.byteLength;
-          this.counts.framesFetched++;
-          resolve(frame);
-        }, 1);
+      else from.frameFor(version, answer);
     });
+  }
+  /** A frame to a peer that asks, or (as WebRtcPeers does) the wait for a newer one. */
+  private frameFor(version: number, answer: (frame: Uint8Array | undefined) => void): void {
+    if ([...this.frames.keys()].some((v) => v >= version)) {
+      answer(this.serve(version));
+      return;
+    }
+    const waiting = { version, answer };
+    this.awaiting.add(waiting);
+    this.sim.later(() => {
+      if (this.awaiting.delete(waiting)) answer(undefined);
+    }, AWAIT_FRAME_MS);
   }
   fetchPart(
     peer: string,
@@ -268,6 +289,11 @@ export class SimulatedPeers implements PeerNetwork {
     this.sim.peerNetworks.set(this.id(), this);
     this.frames.set(version, frame);
     for (const v of this.frames.keys()) if (v < version - 1) this.frames.delete(v);
+    for (const w of [...this.awaiting])
+      if (w.version <= version) {
+        this.awaiting.delete(w);
+        w.answer(this.serve(w.version));
+      }
   }
   private serve(version: number): Uint8Array | undefined {
     const frame = this.frames.get(version);

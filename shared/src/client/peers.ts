@@ -95,6 +95,16 @@ const CHUNK_BYTES = 16 << 10;
 const HIGH_WATER_BYTES = 1 << 20;
 /** The largest frame a peer may announce: the coordinator's own frame limit bounds real ones. */
 const MAX_FRAME_BYTES = 256 << 20;
+/**
+ * How long a request for a frame newer than any held waits for it. The coordinator names a
+ * holder in the same moment it sends that holder the frame, so the receiver's request often
+ * arrives while the frame is still on its way (or being hashed by a holder that itself fetched
+ * it from a peer); answering "missing" then sends the receiver to the coordinator for a second
+ * frame out. Under every receiver's fetch timeout (contributor.ts PEER_FETCH_MIN_MS).
+ */
+export const AWAIT_FRAME_MS = 1_500;
+/** Requests waiting for a frame, at most (the rest are answered "missing" at once). */
+const MAX_AWAITING = 32;
 
 // Message kinds. Each body starts with the item it is about: [u8 space][f64 id][u32 start]
 // (a parameter frame: space 0, its version, start 0; a part of a declared update: space 1, its
@@ -131,6 +141,14 @@ interface Connection {
   onOpen: Array<() => void>;
 }
 
+/** A peer's request for a frame this session does not hold yet (AWAIT_FRAME_MS). */
+interface Awaiting {
+  connection: Connection;
+  head: Uint8Array;
+  version: number;
+  timer: ReturnType<typeof setTimeout>;
+}
+
 interface Waiter {
   peer: string;
   key: string;
@@ -144,6 +162,7 @@ export class WebRtcPeers implements PeerNetwork {
   private readonly frames = new Map<number, Uint8Array>();
   private readonly updates = new Map<number, Uint8Array>();
   private readonly waiters = new Set<Waiter>();
+  private readonly awaiting = new Set<Awaiting>();
   private readonly counts = emptyPeerStats();
   private serial = 0;
   private closed = false;
@@ -215,6 +234,14 @@ export class WebRtcPeers implements PeerNetwork {
     this.frames.set(version, frame);
     for (const v of [...this.frames.keys()].sort((a, b) => b - a).slice(KEPT_VERSIONS))
       this.frames.delete(v);
+    for (const a of [...this.awaiting]) {
+      if (a.version > version) continue;
+      this.awaiting.delete(a);
+      clearTimeout(a.timer);
+      const bytes = this.frames.get(a.version);
+      if (bytes) void this.serve(a.connection, a.head, bytes);
+      else this.write(a.connection, MISSING, a.head);
+    }
   }
 
   share(leaseId: number, update: Uint8Array): void {
@@ -254,6 +281,8 @@ export class WebRtcPeers implements PeerNetwork {
     this.closed = true;
     for (const c of [...this.connections.values()]) this.drop(c);
     for (const w of [...this.waiters]) w.reject(new PeerFetchError("unreachable", "peers closed"));
+    for (const a of this.awaiting) clearTimeout(a.timer);
+    this.awaiting.clear();
   }
 
   private connectionTo(peer: string): Connection | undefined {
@@ -345,9 +374,11 @@ export class WebRtcPeers implements PeerNetwork {
     const key = keyOf(item);
     switch (kind) {
       case WANT: {
+        const head = body.slice(0, HEAD);
         const bytes = this.held(item);
-        if (!bytes) this.write(connection, MISSING, body.subarray(0, HEAD));
-        else void this.serve(connection, body.subarray(0, HEAD), bytes);
+        if (bytes) void this.serve(connection, head, bytes);
+        else if (this.expecting(item)) this.await(connection, head, item.id);
+        else this.write(connection, MISSING, head);
         return;
       }
       case HAVE: {
@@ -378,6 +409,25 @@ export class WebRtcPeers implements PeerNetwork {
         this.fail(connection.peer, key, "missing", `${connection.peer} does not hold ${key}`);
         return;
     }
+  }
+
+  /** Whether `item` is a frame newer than any held: one that may be on its way here. */
+  private expecting(item: Item): boolean {
+    if (item.space !== FRAME || this.awaiting.size >= MAX_AWAITING) return false;
+    for (const v of this.frames.keys()) if (v >= item.id) return false;
+    return true;
+  }
+
+  private await(connection: Connection, head: Uint8Array, version: number): void {
+    const a: Awaiting = {
+      connection,
+      head,
+      version,
+      timer: setTimeout(() => {
+        if (this.awaiting.delete(a)) this.write(connection, MISSING, head);
+      }, AWAIT_FRAME_MS),
+    };
+    this.awaiting.add(a);
   }
 
   /** What this session serves for `item`: a frame it holds, or a range of an update it shares. */
