@@ -128,7 +128,7 @@ export interface MatmulKernels {
   backwardWeight: KernelDescriptor;
 }
 
-/** matmul.wgsl's variant for an adapter: deep register blocks on a CPU, wide workgroups on a GPU. */
+/** matmul.wgsl's variant for an adapter: direct reads into deep register blocks on a CPU, staged tiles and wide workgroups on a GPU. */
 export function matmulKernels(adapter: { softwareFallback: boolean }): MatmulKernels {
   return adapter.softwareFallback
     ? {

@@ -28,7 +28,7 @@ const shapes: Array<[number, number, number, number]> = [
 ];
 
 const variants = [
-  ["deep", matmulKernels({ softwareFallback: true })],
+  ["direct", matmulKernels({ softwareFallback: true })],
   ["wide", matmulKernels({ softwareFallback: false })],
 ] as const;
 

@@ -3,17 +3,18 @@
 //   forward           C = X · W            (TRANSPOSE_A = false, TRANSPOSE_B = false)
 //   backward, input   dX = dY · Wᵀ         (TRANSPOSE_B = true: B is W stored [N,K])
 //   backward, weight  dW = Xᵀ · dY         (TRANSPOSE_A = true: A is X stored [K,M])
-// Tiling: a workgroup computes a 64×64 block of C, walking K in steps of 32. Each step stages a
-// 64×32 slice of op(A) and a 32×64 slice of op(B) in workgroup memory as vec4s (4 consecutive
-// rows of op(A), 4 consecutive columns of op(B)); each thread then accumulates a register block
-// held in named vec4 registers (not an array indexed in a loop, which compilers may leave in
-// memory). Two variants share the staging:
-//   main       8×8 threads, an 8×8 block each: 4 vec4 reads of workgroup memory per 64
-//              multiply-adds and 2,048 multiply-adds per thread between barriers. For software
-//              adapters, where a barrier is the dearest thing (on SwiftShader, a coroutine switch
-//              for every group of lanes).
-//   main_wide  16×16 threads, a 4×4 block each: four times the threads in flight, for GPUs.
-// Out-of-range elements load as 0 and are not written, so any M, N, K works.
+// A workgroup computes 64×64 blocks of C. Two variants:
+//   main       for software adapters: 8×8 threads, an 8×8 register block each (in named vec4
+//              registers, not an array indexed in a loop, which compilers may leave in memory),
+//              reading op(A) and op(B) straight from the storage buffers: no workgroup memory and
+//              no barrier. A CPU's caches stage the tiles a GPU kernel copies by hand, and
+//              SwiftShader pays for each barrier with a coroutine switch per group of lanes. On
+//              SwiftShader (2 cores) this reads 1.2-2.3x the GFLOPS of the same blocks staged
+//              through workgroup memory, which it replaced (`pnpm bench:kernels`).
+//   main_wide  for GPUs: 16×16 threads, a 4×4 block each, walking K in steps of 32: each step
+//              stages a 64×32 slice of op(A) and a 32×64 slice of op(B) in workgroup memory as
+//              vec4s (4 consecutive rows of op(A), 4 consecutive columns of op(B)).
+// Out-of-range elements are not written, so any M, N, K works.
 // Dispatch: (G, 1, 1) with G ≤ the number of 64×64 tiles; each workgroup loops over tiles
 // G apart (matmulGroups in runtime/pipelines.ts). CPU reference: matmulForward,
 // matmulBackwardInput, matmulBackwardWeight in src/reference/ops.ts.
@@ -90,62 +91,6 @@ fn stage(tid: u32, threads: u32, row0: u32, col0: u32, k0: u32) {
   }
 }
 
-// The deep variant: 8×8 threads, an 8×8 register block each (for software adapters).
-@compute @workgroup_size(8, 8)
-fn main(
-  @builtin(local_invocation_id) lid: vec3<u32>,
-  @builtin(workgroup_id) wid: vec3<u32>,
-  @builtin(num_workgroups) groups: vec3<u32>,
-) {
-  let tilesX = (dims.N + BN - 1u) / BN;
-  let tiles = tilesX * ((dims.M + BM - 1u) / BM);
-  for (var tile = wid.x; tile < tiles; tile += groups.x) {
-    matmulTile(lid, (tile / tilesX) * BM, (tile % tilesX) * BN);
-  }
-}
-
-// One 64×64 block of C at (row0, col0).
-fn matmulTile(lid: vec3<u32>, row0: u32, col0: u32) {
-  let tid = lid.y * 8u + lid.x;
-  var c0a = vec4<f32>(0.0); var c0b = vec4<f32>(0.0);
-  var c1a = vec4<f32>(0.0); var c1b = vec4<f32>(0.0);
-  var c2a = vec4<f32>(0.0); var c2b = vec4<f32>(0.0);
-  var c3a = vec4<f32>(0.0); var c3b = vec4<f32>(0.0);
-  var c4a = vec4<f32>(0.0); var c4b = vec4<f32>(0.0);
-  var c5a = vec4<f32>(0.0); var c5b = vec4<f32>(0.0);
-  var c6a = vec4<f32>(0.0); var c6b = vec4<f32>(0.0);
-  var c7a = vec4<f32>(0.0); var c7b = vec4<f32>(0.0);
-  for (var k0 = 0u; k0 < dims.K; k0 += BK) {
-    stage(tid, 64u, row0, col0, k0);
-    workgroupBarrier();
-    for (var k = 0u; k < BK; k++) {
-      let a0 = As[slot16(k, 2u * lid.y)];
-      let a1 = As[slot16(k, 2u * lid.y + 1u)];
-      let b0 = Bs[slot16(k, 2u * lid.x)];
-      let b1 = Bs[slot16(k, 2u * lid.x + 1u)];
-      c0a = fma(vec4<f32>(a0.x), b0, c0a); c0b = fma(vec4<f32>(a0.x), b1, c0b);
-      c1a = fma(vec4<f32>(a0.y), b0, c1a); c1b = fma(vec4<f32>(a0.y), b1, c1b);
-      c2a = fma(vec4<f32>(a0.z), b0, c2a); c2b = fma(vec4<f32>(a0.z), b1, c2b);
-      c3a = fma(vec4<f32>(a0.w), b0, c3a); c3b = fma(vec4<f32>(a0.w), b1, c3b);
-      c4a = fma(vec4<f32>(a1.x), b0, c4a); c4b = fma(vec4<f32>(a1.x), b1, c4b);
-      c5a = fma(vec4<f32>(a1.y), b0, c5a); c5b = fma(vec4<f32>(a1.y), b1, c5b);
-      c6a = fma(vec4<f32>(a1.z), b0, c6a); c6b = fma(vec4<f32>(a1.z), b1, c6b);
-      c7a = fma(vec4<f32>(a1.w), b0, c7a); c7b = fma(vec4<f32>(a1.w), b1, c7b);
-    }
-    workgroupBarrier();
-  }
-  let r = row0 + 8u * lid.y;
-  let c = col0 + 8u * lid.x;
-  store(r + 0u, c, c0a); store(r + 0u, c + 4u, c0b);
-  store(r + 1u, c, c1a); store(r + 1u, c + 4u, c1b);
-  store(r + 2u, c, c2a); store(r + 2u, c + 4u, c2b);
-  store(r + 3u, c, c3a); store(r + 3u, c + 4u, c3b);
-  store(r + 4u, c, c4a); store(r + 4u, c + 4u, c4b);
-  store(r + 5u, c, c5a); store(r + 5u, c + 4u, c5b);
-  store(r + 6u, c, c6a); store(r + 6u, c + 4u, c6b);
-  store(r + 7u, c, c7a); store(r + 7u, c + 4u, c7b);
-}
-
 // The wide variant: 16×16 threads on the same 64×64 block, a 4×4 register block each. Four
 // times the threads per workgroup keeps a GPU's cores busy; a CPU pays for them in barriers.
 @compute @workgroup_size(16, 16)
@@ -186,4 +131,77 @@ fn wideTile(lid: vec3<u32>, row0: u32, col0: u32) {
   store(r + 1u, c, c1);
   store(r + 2u, c, c2);
   store(r + 3u, c, c3);
+}
+
+// The software variant: each thread's 8×8 block read straight from the buffers. Rows and
+// columns past the edge read the last row or column (always in bounds) and are not written.
+@compute @workgroup_size(8, 8)
+fn main(
+  @builtin(local_invocation_id) lid: vec3<u32>,
+  @builtin(workgroup_id) wid: vec3<u32>,
+  @builtin(num_workgroups) groups: vec3<u32>,
+) {
+  let tilesX = (dims.N + BN - 1u) / BN;
+  let tiles = tilesX * ((dims.M + BM - 1u) / BM);
+  for (var tile = wid.x; tile < tiles; tile += groups.x) {
+    directTile((tile / tilesX) * BM + 8u * lid.y, (tile % tilesX) * BN + 8u * lid.x);
+  }
+}
+
+// Where op(A)[m, 0] lives, and the step from k to k + 1.
+fn rowA(m: u32) -> u32 {
+  let mm = min(m, dims.M - 1u);
+  if (TRANSPOSE_A) { return dims.offsetA + mm; }
+  return dims.offsetA + mm * dims.K;
+}
+fn strideA() -> u32 { if (TRANSPOSE_A) { return dims.M; } return 1u; }
+// Where op(B)[0, n] lives, and the step from k to k + 1.
+fn colB(n: u32) -> u32 {
+  let nn = min(n, dims.N - 1u);
+  if (TRANSPOSE_B) { return dims.offsetB + nn * dims.K; }
+  return dims.offsetB + nn;
+}
+fn strideB() -> u32 { if (TRANSPOSE_B) { return 1u; } return dims.N; }
+
+// The 8×8 block of C whose first element is (r, c).
+fn directTile(r: u32, c: u32) {
+  if (r >= dims.M || c >= dims.N) { return; }
+  var c0a = vec4<f32>(0.0); var c0b = vec4<f32>(0.0);
+  var c1a = vec4<f32>(0.0); var c1b = vec4<f32>(0.0);
+  var c2a = vec4<f32>(0.0); var c2b = vec4<f32>(0.0);
+  var c3a = vec4<f32>(0.0); var c3b = vec4<f32>(0.0);
+  var c4a = vec4<f32>(0.0); var c4b = vec4<f32>(0.0);
+  var c5a = vec4<f32>(0.0); var c5b = vec4<f32>(0.0);
+  var c6a = vec4<f32>(0.0); var c6b = vec4<f32>(0.0);
+  var c7a = vec4<f32>(0.0); var c7b = vec4<f32>(0.0);
+  let sa = strideA();
+  let sb = strideB();
+  let a0 = rowA(r); let a1 = rowA(r + 1u); let a2 = rowA(r + 2u); let a3 = rowA(r + 3u);
+  let a4 = rowA(r + 4u); let a5 = rowA(r + 5u); let a6 = rowA(r + 6u); let a7 = rowA(r + 7u);
+  let b0 = colB(c); let b1 = colB(c + 1u); let b2 = colB(c + 2u); let b3 = colB(c + 3u);
+  let b4 = colB(c + 4u); let b5 = colB(c + 5u); let b6 = colB(c + 6u); let b7 = colB(c + 7u);
+  for (var k = 0u; k < dims.K; k++) {
+    let ka = k * sa;
+    let kb = k * sb;
+    let x0 = vec4<f32>(A[a0 + ka], A[a1 + ka], A[a2 + ka], A[a3 + ka]);
+    let x1 = vec4<f32>(A[a4 + ka], A[a5 + ka], A[a6 + ka], A[a7 + ka]);
+    let y0 = vec4<f32>(B[b0 + kb], B[b1 + kb], B[b2 + kb], B[b3 + kb]);
+    let y1 = vec4<f32>(B[b4 + kb], B[b5 + kb], B[b6 + kb], B[b7 + kb]);
+    c0a = fma(vec4<f32>(x0.x), y0, c0a); c0b = fma(vec4<f32>(x0.x), y1, c0b);
+    c1a = fma(vec4<f32>(x0.y), y0, c1a); c1b = fma(vec4<f32>(x0.y), y1, c1b);
+    c2a = fma(vec4<f32>(x0.z), y0, c2a); c2b = fma(vec4<f32>(x0.z), y1, c2b);
+    c3a = fma(vec4<f32>(x0.w), y0, c3a); c3b = fma(vec4<f32>(x0.w), y1, c3b);
+    c4a = fma(vec4<f32>(x1.x), y0, c4a); c4b = fma(vec4<f32>(x1.x), y1, c4b);
+    c5a = fma(vec4<f32>(x1.y), y0, c5a); c5b = fma(vec4<f32>(x1.y), y1, c5b);
+    c6a = fma(vec4<f32>(x1.z), y0, c6a); c6b = fma(vec4<f32>(x1.z), y1, c6b);
+    c7a = fma(vec4<f32>(x1.w), y0, c7a); c7b = fma(vec4<f32>(x1.w), y1, c7b);
+  }
+  store(r + 0u, c, c0a); store(r + 0u, c + 4u, c0b);
+  store(r + 1u, c, c1a); store(r + 1u, c + 4u, c1b);
+  store(r + 2u, c, c2a); store(r + 2u, c + 4u, c2b);
+  store(r + 3u, c, c3a); store(r + 3u, c + 4u, c3b);
+  store(r + 4u, c, c4a); store(r + 4u, c + 4u, c4b);
+  store(r + 5u, c, c5a); store(r + 5u, c + 4u, c5b);
+  store(r + 6u, c, c6a); store(r + 6u, c + 4u, c6b);
+  store(r + 7u, c, c7a); store(r + 7u, c + 4u, c7b);
 }
