@@ -5,11 +5,11 @@ import { createHash, randomBytes } from "node:crypto";
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import type { IncomingMessage } from "node:http";
 import type { Duplex } from "node:stream";
-import { monitorEventLoopDelay } from "node:perf_hooks";
 import { serve } from "@hono/node-server";
 import { mnistShardFromPackage } from "@pangea/shared/mnist-node";
 import { tinyShakespeareShard } from "@pangea/shared/text-node";
 import { type RawData, type WebSocket, WebSocketServer } from "ws";
+import { LoopDelay } from "./loop-delay.ts";
 import { PingRounds } from "./ping-rounds.ts";
 import { type IceServer, installSha256 } from "@pangea/shared";
 import type { AdmissionLimits } from "../core/admission.ts";
@@ -123,18 +123,8 @@ export async function startServer(options: ServerOptions) {
   });
   // How long the event loop was held at most (frames, commits, heartbeats all wait behind it):
   // evaluation runs on a thread so that a GPT run keeps this small.
-  const loopDelay = monitorEventLoopDelay({ resolution: 10 });
-  loopDelay.enable();
-  const runtimeMetrics = () =>
-    [
-      "# HELP pangea_event_loop_delay_max_seconds The longest the event loop was held, since start.",
-      "# TYPE pangea_event_loop_delay_max_seconds gauge",
-      `pangea_event_loop_delay_max_seconds ${(loopDelay.max / 1e9).toFixed(4)}`,
-      "# HELP pangea_event_loop_delay_p99_seconds The 99th percentile event-loop delay, since start.",
-      "# TYPE pangea_event_loop_delay_p99_seconds gauge",
-      `pangea_event_loop_delay_p99_seconds ${(loopDelay.percentile(99) / 1e9).toFixed(4)}`,
-      "",
-    ].join("\n");
+  const loopDelay = new LoopDelay();
+  const runtimeMetrics = () => loopDelay.metrics();
   app.route(
     "/",
     datasetApi({
@@ -222,7 +212,7 @@ export async function startServer(options: ServerOptions) {
         resolve();
       }, 2000).unref();
     });
-    loopDelay.disable();
+    loopDelay.close();
     await evaluator.close();
     store.close();
   }
