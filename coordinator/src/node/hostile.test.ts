@@ -1,4 +1,4 @@
-// Black box: `pangea serve` as a child process with the MNIST demo run, honest CLI workers
+// Black box: `pangea serve` as a child process with an MNIST run, honest CLI workers
 // training it from 127.0.0.1, and a hostile stranger on 127.0.0.2 (still this machine's
 // loopback) repeating every attack of the hostile-client report at once. The outcome: refusals
 // by code, a bounded session count, a bounded RSS, and the run still reaching its target. The run
@@ -214,7 +214,7 @@ describe("a hostile stranger against the real server", () => {
     );
     expect(rssAfter - rssBefore).toBeLessThan(150);
 
-    // The honest workers finish the demo at its target despite all of it.
+    // The honest workers finish the run at its target despite all of it.
     expect(await honestExit).toBe(0);
     const done = (await (await server.api(`/api/runs/${runId}`)).json()) as {
       state: string;
