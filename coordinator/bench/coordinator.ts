@@ -14,7 +14,8 @@
 //    it; one that also evaluates the held-out set), timed in this process on MNIST,
 //    beside the Workers platform's CPU limits. (workerd freezes clocks while code runs, so a
 //    Durable Object cannot time itself; the core is the same code there.)
-import { readdirSync, readFileSync } from "node:fs";
+import { mkdirSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
 import { createRequire } from "node:module";
 import { Worker } from "node:worker_threads";
 import {
@@ -453,6 +454,23 @@ async function load(
       }),
     );
     await sleep(2000); // warm-up
+    // EDGE_PROFILE=dir: a CPU profile of the isolate over the measured seconds, one file per row
+    // (open it in Chrome's DevTools): where the Durable Object spends its time.
+    const profile = inspectorPort && process.env.EDGE_PROFILE;
+    const profiler = profile ? new WebSocket(`ws://127.0.0.1:${inspectorPort}/ws`) : undefined;
+    const profiled = profiler
+      ? new Promise<unknown>((resolve) =>
+          profiler.on("message", (data: Buffer) => {
+            const m = JSON.parse(String(data)) as { id?: number; result?: { profile?: unknown } };
+            if (m.id === 3 && m.result?.profile) resolve(m.result.profile);
+          }),
+        )
+      : undefined;
+    if (profiler) {
+      await new Promise((r) => profiler.once("open", r));
+      profiler.send(JSON.stringify({ id: 1, method: "Profiler.enable" }));
+      profiler.send(JSON.stringify({ id: 2, method: "Profiler.start" }));
+    }
     measuring = true;
     const t0 = performance.now();
     let isolate: number | undefined;
@@ -461,6 +479,14 @@ async function load(
       await sleep(1000);
     }
     measuring = false;
+    if (profiler && profile) {
+      profiler.send(JSON.stringify({ id: 3, method: "Profiler.stop" }));
+      const file = join(profile, `edge-${workers}-workers.cpuprofile`);
+      mkdirSync(profile, { recursive: true });
+      writeFileSync(file, JSON.stringify(await profiled));
+      profiler.close();
+      console.log(`(profile: ${file})`);
+    }
     const elapsed = (performance.now() - t0) / 1000;
     const rss = treeRssMiB(server.process!.pid!);
     stop = true;

@@ -6,7 +6,9 @@
 // back to back and times each answer. On the edge that request is served by the run's Durable
 // Object, so its latency bounds how long the object's event loop was held (workerd's clocks do
 // not move while code runs, so the object cannot time itself). Node also reports its own
-// measure, `pangea_event_loop_delay_max_seconds` from /metrics. Each backend runs twice: the
+// measure from /metrics: the longest hold since start, and the longest over the last minute
+// (`pangea_event_loop_delay_recent_max_seconds`), sampled every 10 s while the run trains, after
+// an idle minute so that the start-up's holds have left that window. Each backend runs twice: the
 // coordinator evaluating, and its contributors evaluating (evaluation leases, each part measured
 // by two workers), where the coordinator measures nothing itself.
 import { type ChildProcess, spawn } from "node:child_process";
@@ -35,16 +37,27 @@ async function probe(url: string, until: () => boolean | Promise<boolean>): Prom
   return times.sort((a, b) => a - b);
 }
 
-/** Node's `pangea_event_loop_delay_max_seconds`, in milliseconds. */
-async function loopMaxMs(server: { api: (path: string) => Promise<Response> }): Promise<number> {
+/** Node's `pangea_event_loop_delay_max_seconds` (or `_recent_max_`), in milliseconds. */
+async function loopMaxMs(
+  server: { api: (path: string) => Promise<Response> },
+  gauge: "max" | "recent_max" = "max",
+): Promise<number> {
   const metrics = await (await server.api("/metrics")).text();
-  return Number(/^pangea_event_loop_delay_max_seconds (\S+)$/m.exec(metrics)?.[1]) * 1000;
+  const line = new RegExp(`^pangea_event_loop_delay_${gauge}_seconds (\\S+)$`, "m").exec(metrics);
+  return Number(line?.[1]) * 1000;
 }
 
 type EvaluateBy = "coordinator" | "contributors";
 
 async function measure(backend: Backend, evaluateBy: EvaluateBy) {
-  const server = await serverProcess({ backend });
+  // RESPONSIVENESS_PROFILE=dir: Node's coordinator writes a CPU profile there when it stops.
+  const profile = process.env.RESPONSIVENESS_PROFILE;
+  const server = await serverProcess({
+    backend,
+    ...(profile && backend === "node"
+      ? { nodeArgs: ["--cpu-prof", `--cpu-prof-dir=${profile}`] }
+      : {}),
+  });
   let workers: ChildProcess | undefined;
   try {
     const created = await server.api("/api/runs", {
@@ -64,10 +77,15 @@ async function measure(backend: Backend, evaluateBy: EvaluateBy) {
     if (!created.ok) throw new Error(`run refused: ${await created.text()}`);
     const { id } = (await created.json()) as { id: string };
     const status = `${server.url}/api/runs/${id}`;
-    const idleUntil = performance.now() + 5_000;
+    // On Node the idle phase lasts longer than the recent gauge's minute, so that the run's
+    // holds are not read under the start-up's.
+    const idleUntil = performance.now() + (backend === "node" ? 65_000 : 5_000);
     const idle = await probe(status, () => performance.now() > idleUntil);
     // Node's longest hold so far (start-up, the run's creation, idle): the run's own comes after.
     const loopMaxBefore = backend === "node" ? await loopMaxMs(server) : Number.NaN;
+    const idleRecent = backend === "node" ? await loopMaxMs(server, "recent_max") : Number.NaN;
+    let runRecent = 0;
+    let sampled = performance.now();
     // The workers are other machines in a real network; here they share the coordinator's two
     // cores. At the lowest priority (nice 19) they take only the CPU the coordinator leaves, so
     // the latencies are the coordinator's, not the run queue's (RESPONSIVENESS_NICE=0: same
@@ -92,6 +110,10 @@ async function measure(backend: Backend, evaluateBy: EvaluateBy) {
         if (performance.now() - checked < 1000) return false;
         checked = performance.now();
         state = (await (await fetch(status)).json()) as typeof state;
+        if (backend === "node" && performance.now() - sampled >= 10_000) {
+          sampled = performance.now();
+          runRecent = Math.max(runRecent, await loopMaxMs(server, "recent_max"));
+        }
         done = state.state !== "running" || performance.now() - started > 15 * 60_000;
         return done;
       }),
@@ -99,6 +121,7 @@ async function measure(backend: Backend, evaluateBy: EvaluateBy) {
       probe(`${server.url}/`, () => done),
     ]);
     const loopMax = backend === "node" ? await loopMaxMs(server) : Number.NaN;
+    if (backend === "node") runRecent = Math.max(runRecent, await loopMaxMs(server, "recent_max"));
     return {
       backend,
       evaluateBy,
@@ -117,9 +140,18 @@ async function measure(backend: Backend, evaluateBy: EvaluateBy) {
       assetMax: asset.at(-1) ?? Number.NaN,
       loopMax,
       loopMaxBefore,
+      idleRecent,
+      runRecent,
     };
   } finally {
     workers?.kill("SIGKILL");
+    // The profile is written at a graceful exit (SIGTERM), not at dispose's SIGKILL.
+    const child = server.process;
+    if (profile && child && child.exitCode === null) {
+      const exited = new Promise((r) => child.once("exit", r));
+      child.kill("SIGTERM");
+      await exited;
+    }
     await server.dispose();
   }
 }
@@ -139,7 +171,8 @@ for (const backend of backends)
         `max ${r.max.toFixed(1)} ms over ${r.answers} answers; /health p99 ${r.healthP99.toFixed(1)} ms, max ${r.healthMax.toFixed(1)} ms; a static asset p99 ${r.assetP99.toFixed(1)} ms, max ${r.assetMax.toFixed(1)} ms` +
         (Number.isNaN(r.loopMax)
           ? ""
-          : `; event loop's longest hold ${r.loopMax.toFixed(1)} ms (${r.loopMaxBefore.toFixed(1)} ms before the workers started)`),
+          : `; event loop's longest hold since start ${r.loopMax.toFixed(1)} ms (${r.loopMaxBefore.toFixed(1)} ms before the workers started), ` +
+            `in the idle minute before the workers ${r.idleRecent.toFixed(1)} ms, during the run ${r.runRecent.toFixed(1)} ms`),
     );
   }
 console.log(
@@ -148,5 +181,5 @@ console.log(
 console.log("|---|---|---|---|---|---|---|---|---|---|---|");
 for (const r of rows)
   console.log(
-    `| ${r.backend} | ${r.evaluateBy} | ${r.versions} | ${r.p50.toFixed(1)} ms (${r.idleP50.toFixed(1)}) | ${r.p99.toFixed(1)} ms | ${r.max.toFixed(1)} ms | ${r.healthP99.toFixed(1)} ms | ${r.healthMax.toFixed(1)} ms | ${r.assetP99.toFixed(1)} ms | ${r.assetMax.toFixed(1)} ms | ${Number.isNaN(r.loopMax) ? "n/a" : `${r.loopMax.toFixed(1)} ms`} |`,
+    `| ${r.backend} | ${r.evaluateBy} | ${r.versions} | ${r.p50.toFixed(1)} ms (${r.idleP50.toFixed(1)}) | ${r.p99.toFixed(1)} ms | ${r.max.toFixed(1)} ms | ${r.healthP99.toFixed(1)} ms | ${r.healthMax.toFixed(1)} ms | ${r.assetP99.toFixed(1)} ms | ${r.assetMax.toFixed(1)} ms | ${Number.isNaN(r.loopMax) ? "n/a" : `${r.runRecent.toFixed(1)} ms (${r.idleRecent.toFixed(1)})`} |`,
   );

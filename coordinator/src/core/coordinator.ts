@@ -83,7 +83,7 @@ export interface CoordinatorOptions {
 export interface CommitGate {
   /** Writes wait to become durable. */
   readonly pending: boolean;
-  /** Calls `fn` once they are. */
+  /** Calls `fn` once the writes made before this call are durable; calls come in order. */
   whenDurable(fn: () => void): void;
 }
 
@@ -1062,20 +1062,22 @@ export class Coordinator {
     if (!this.hold(() => peer.close(code, reason))) peer.close(code, reason);
   }
 
-  /** What waits for the Store's writes to become durable (group commit), in order. */
-  private held: Array<() => void> = [];
+  /** Actions waiting for the Store's writes to become durable (group commit). */
+  private held = 0;
 
-  /** Queues `action` when writes wait to become durable; false when it may run now. */
+  /**
+   * Queues `action` when writes wait to become durable; false when it may run now. Each action
+   * waits for the writes made before it: a commit's fsync can still be running when the next
+   * turn's events write and send, and those wait for a later fsync. The gate tells in order.
+   */
   private hold(action: () => void): boolean {
     const gate = this.options.commits;
-    if (!gate?.pending && this.held.length === 0) return false;
-    if (this.held.length === 0)
-      gate!.whenDurable(() => {
-        const held = this.held;
-        this.held = [];
-        for (const a of held) a();
-      });
-    this.held.push(action);
+    if (!gate?.pending && this.held === 0) return false;
+    this.held++;
+    gate!.whenDurable(() => {
+      this.held--;
+      action();
+    });
     return true;
   }
 }

@@ -1,9 +1,10 @@
-// Group commit on the SQLite Store: the writes of one turn of the event loop are one transaction
-// (one fsync), the run's row written once from its newest snapshot; whoever waits is told after
-// the COMMIT; a commit that fails leaves the disk at the last one and says so. The real server
+// Group commit on the SQLite Store: the writes of one turn of the event loop are one transaction,
+// the run's row written once from its newest snapshot; whoever waits is told after the fsync
+// that follows the COMMIT (off the event loop); a commit that fails leaves the disk at the last
+// one and says so; the WAL is checkpointed into the database file on a thread of its own. The real server
 // (node/server.ts) runs in this mode; its SIGKILL test (crash.test.ts) shows that nothing it
 // announced is lost.
-import { mkdtempSync, rmSync } from "node:fs";
+import { mkdtempSync, rmSync, statSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, expect, it } from "vitest";
@@ -16,6 +17,7 @@ afterEach(() => {
   for (const d of dirs.splice(0)) rmSync(d, { recursive: true, force: true });
 });
 const turn = () => new Promise((r) => setImmediate(r));
+const durable = (store: SqliteStore) => new Promise<void>((r) => store.whenDurable(r));
 
 function storeWithRun(options: ConstructorParameters<typeof SqliteStore>[1]) {
   const dir = mkdtempSync(join(tmpdir(), "pangea-group-"));
@@ -35,7 +37,7 @@ const snapshot = (run: ReturnType<typeof storeWithRun>["run"]): RunSnapshot => (
 
 it("commits a turn's versions in one transaction, the row as of the last, then tells the waiting", async () => {
   const { dir, store, run } = storeWithRun({ groupCommit: true });
-  await turn();
+  await durable(store);
   const before = store.commits;
   expect(store.pending).toBe(false);
   const told: string[] = [];
@@ -60,6 +62,10 @@ it("commits a turn's versions in one transaction, the row as of the last, then t
   expect(other.loadRun(run.id)!.record.version).toBe(0);
   await turn();
   expect(store.commits - before).toBe(1);
+  // Committed, and told only once the fsync that follows has returned.
+  if (store.synced < store.commits) expect(told).toEqual([]);
+  await durable(store);
+  expect(store.synced).toBe(store.commits);
   expect(told).toEqual(["v1", "v2", "v3", "v4", "v5"]);
   const loaded = other.loadRun(run.id)!;
   expect([loaded.record.version, loaded.parameters[0]]).toEqual([5, 5]);
@@ -74,7 +80,7 @@ it("rolls a failed commit back whole, tells no one, and reports it", async () =>
     groupCommit: true,
     onCommitFailure: (e) => failures.push(e),
   });
-  await turn();
+  await durable(store);
   let told = false;
   run.record.version = 1;
   store.commitVersion(
@@ -93,6 +99,56 @@ it("rolls a failed commit back whole, tells no one, and reports it", async () =>
   expect(other.metrics(run.id)).toEqual([]);
   other.close();
   store.close();
+});
+
+it("tells each turn's waiters after an fsync that started after their commit, in order", async () => {
+  const { store, run } = storeWithRun({ groupCommit: true });
+  await durable(store);
+  const told: number[] = [];
+  const synced: number[] = [];
+  for (let turnNo = 1; turnNo <= 4; turnNo++) {
+    run.record.version = turnNo;
+    store.commitVersion(snapshot(run));
+    const commit = store.commits + 1;
+    store.whenDurable(() => {
+      told.push(turnNo);
+      synced.push(store.synced - commit);
+    });
+    await turn();
+  }
+  await durable(store);
+  expect(told).toEqual([1, 2, 3, 4]);
+  // Never told before the fsync covering its own commit.
+  expect(synced.every((d) => d >= 0)).toBe(true);
+  expect(store.pending).toBe(false);
+  store.close();
+});
+
+it("checkpoints the WAL into the database file on its own thread", async () => {
+  const { dir, store, run } = storeWithRun({ groupCommit: true });
+  await durable(store);
+  const file = join(dir, "pangea.sqlite");
+  const before = statSync(file).size;
+  run.parameters = new Float32Array(1 << 20).fill(1);
+  run.record.version = 1;
+  store.commitVersion(snapshot(run));
+  await turn();
+  await durable(store);
+  for (let i = 0; i < 100 && store.checkpoints === 0; i++) {
+    await new Promise((r) => setTimeout(r, 50));
+    // A checkpoint is asked for after an fsync, at most once a second.
+    if (i % 25 === 24) {
+      store.updateRun(run.record);
+      await durable(store);
+    }
+  }
+  expect(store.checkpoints).toBeGreaterThan(0);
+  // Only a checkpoint writes the database file itself: the 4 MiB of parameters are in it.
+  expect(statSync(file).size - before).toBeGreaterThan(4 << 20);
+  store.close();
+  const reopened = new SqliteStore(dir);
+  expect(reopened.loadRun(run.id)!.parameters.length).toBe(1 << 20);
+  reopened.close();
 });
 
 it("makes each write its own durable transaction without group commit", () => {

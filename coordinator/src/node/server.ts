@@ -203,7 +203,7 @@ export async function startServer(options: ServerOptions) {
     clearInterval(ticker);
     coordinator.shutdown();
     // What the shutdown committed is durable, and told, before the sockets close.
-    store.flush();
+    store.syncNow();
     for (const ws of wss.clients) ws.close(GOING_AWAY, "the coordinator is restarting");
     await new Promise<void>((resolve) => {
       server.close(() => resolve());

@@ -59,6 +59,8 @@ export async function serverProcess(
     backend?: Backend;
     /** The edge: where wrangler dev serves the Worker isolate's inspector (Chrome DevTools protocol). */
     inspectorPort?: number;
+    /** Node: flags for the coordinator's node process (`--cpu-prof`, which NODE_OPTIONS refuses). */
+    nodeArgs?: string[];
   } = {},
 ): Promise<ServerProcess> {
   const backend = options.backend ?? "node";
@@ -76,17 +78,21 @@ export async function serverProcess(
     async start() {
       const child =
         backend === "node"
-          ? spawn(process.execPath, ["--import", "tsx", cli, "serve"], {
-              env: {
-                ...process.env,
-                PANGEA_DATA_DIR: dataDir,
-                PORT: String(port),
-                PANGEA_ADMIN_TOKEN: token,
-                PANGEA_DEMO: options.demo ? "1" : "0",
-                ...options.env,
+          ? spawn(
+              process.execPath,
+              [...(options.nodeArgs ?? []), "--import", "tsx", cli, "serve"],
+              {
+                env: {
+                  ...process.env,
+                  PANGEA_DATA_DIR: dataDir,
+                  PORT: String(port),
+                  PANGEA_ADMIN_TOKEN: token,
+                  PANGEA_DEMO: options.demo ? "1" : "0",
+                  ...options.env,
+                },
+                stdio: options.log ? "inherit" : "ignore",
               },
-              stdio: options.log ? "inherit" : "ignore",
-            })
+            )
           : spawn(
               wrangler,
               [
