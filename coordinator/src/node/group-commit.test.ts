@@ -1,9 +1,9 @@
 // Group commit on the SQLite Store: the writes of one turn of the event loop are one transaction,
 // the run's row written once from its newest snapshot; whoever waits is told after the fsync
 // that follows the COMMIT (off the event loop); a commit that fails leaves the disk at the last
-// one and says so; the WAL is checkpointed into the database file on a thread of its own. The real server
-// (node/server.ts) runs in this mode; its SIGKILL test (crash.test.ts) shows that nothing it
-// announced is lost.
+// one and says so; the WAL is checkpointed into the database file on a thread of its own. The
+// real server (node/server.ts) runs in this mode; its SIGKILL test (crash.test.ts) shows that
+// nothing it announced is lost.
 import { mkdtempSync, rmSync, statSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";

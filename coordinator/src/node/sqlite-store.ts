@@ -280,7 +280,7 @@ export class SqliteStore implements Store, CommitGate {
        parentPort.on("message", () => {
          try {
            const [r] = db.pragma("wal_checkpoint(PASSIVE)");
-           parentPort.postMessage({ log: r.log, checkpointed: r.checkpointed });
+           parentPort.postMessage({ log: r.log });
          } catch (e) {
            parentPort.postMessage({ error: String(e && e.message) });
          }
