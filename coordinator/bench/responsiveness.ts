@@ -51,12 +51,14 @@ type EvaluateBy = "coordinator" | "contributors";
 
 async function measure(backend: Backend, evaluateBy: EvaluateBy) {
   // RESPONSIVENESS_PROFILE=dir: Node's coordinator writes a CPU profile there when it stops.
+  // RESPONSIVENESS_NODE_ARGS="--trace-gc": more flags for Node's coordinator, whose output is
+  // then shown.
   const profile = process.env.RESPONSIVENESS_PROFILE;
+  const extra = (process.env.RESPONSIVENESS_NODE_ARGS ?? "").split(" ").filter(Boolean);
+  const nodeArgs = [...(profile ? ["--cpu-prof", `--cpu-prof-dir=${profile}`] : []), ...extra];
   const server = await serverProcess({
     backend,
-    ...(profile && backend === "node"
-      ? { nodeArgs: ["--cpu-prof", `--cpu-prof-dir=${profile}`] }
-      : {}),
+    ...(backend === "node" ? { nodeArgs, log: extra.length > 0 } : {}),
   });
   let workers: ChildProcess | undefined;
   try {
