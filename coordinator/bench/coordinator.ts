@@ -359,7 +359,10 @@ async function load(
       );
     await Promise.all(
       Array.from({ length: workers }, async (_, w) => {
-        const ws = new WebSocket(`${url.replace("http", "ws")}/ws`);
+        // Without permessage-deflate, as the deployed edge answers a browser (wrangler.toml's
+        // no_web_socket_compression) and as the Node server does: wrangler dev's own proxy
+        // would otherwise deflate every frame, on both ends, on these two cores.
+        const ws = new WebSocket(`${url.replace("http", "ws")}/ws`, { perMessageDeflate: false });
         sockets.push(ws);
         let sentAt = 0;
         let n = 0;

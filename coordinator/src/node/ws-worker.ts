@@ -12,7 +12,9 @@ export interface ConnectedWorker extends Connection {
 export function connectWorker(url: string, options: HeadlessWorkerOptions = {}): ConnectedWorker {
   const worker = new HeadlessWorker(options);
   const connection = connect(url, worker, {
-    createSocket: (address) => new WebSocket(address) as unknown as SocketLike,
+    // No permessage-deflate: the frames are mostly float bits, which barely compress.
+    createSocket: (address) =>
+      new WebSocket(address, { perMessageDeflate: false }) as unknown as SocketLike,
   });
   return Object.assign(connection, { worker });
 }
