@@ -139,12 +139,17 @@ async function ingest(
   });
   await new Promise((r) => wss.on("listening", r));
   const { port } = wss.address() as { port: number };
-  // The sender is another thread, as a worker is another machine: its masking and copying do
-  // not share the receiver's thread.
+  // The sender is another thread, as a worker is another machine: its copying does not share
+  // the receiver's thread. Its frames carry a zero mask, which ws then skips applying (a browser
+  // masks with a random key on its own machine): left to mask 16 MB a frame, the sender was the
+  // slower side, and the receiver stood idle a third of the time. The receiver unmasks as ever.
   const sender = new Worker(
     `const { workerData, parentPort } = require("node:worker_threads");
      const WebSocket = require(workerData.ws);
-     const ws = new WebSocket(workerData.url, { maxPayload: workerData.frame.byteLength + 65536 });
+     const ws = new WebSocket(workerData.url, {
+       maxPayload: workerData.frame.byteLength + 65536,
+       generateMask: (mask) => mask.fill(0),
+     });
      ws.on("open", () => parentPort.postMessage("open"));
      parentPort.on("message", async (n) => {
        for (let i = 0; i < n; i++) {
@@ -289,7 +294,15 @@ async function load(
     PANGEA_NEW_SESSIONS_PER_MINUTE: "100000",
     PANGEA_SESSIONS_PER_ADDRESS: "100000",
   };
-  const server = await serverProcess({ token: "bench", backend, inspectorPort, env: admission });
+  // NODE_PROFILE=dir: Node's coordinator writes a CPU profile of each row there when it stops.
+  const nodeProfile = backend === "node" ? process.env.NODE_PROFILE : undefined;
+  const server = await serverProcess({
+    token: "bench",
+    backend,
+    inspectorPort,
+    env: admission,
+    nodeArgs: nodeProfile ? ["--cpu-prof", `--cpu-prof-dir=${nodeProfile}`] : [],
+  });
   const { url } = server;
   try {
     // The demo run's model and data; asynchronous, each update its own version (the busiest
@@ -514,6 +527,13 @@ async function load(
       outPerSample: traffic.bytesOut / Math.max(1, traffic.samples),
     };
   } finally {
+    // A profile is written at a graceful exit (SIGTERM), not at dispose's SIGKILL.
+    const child = server.process;
+    if (nodeProfile && child && child.exitCode === null) {
+      const exited = new Promise((r) => child.once("exit", r));
+      child.kill("SIGTERM");
+      await exited;
+    }
     await server.dispose();
   }
 }
