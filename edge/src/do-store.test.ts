@@ -77,4 +77,81 @@ describe("the Durable Object store", () => {
       expect(resumed.record.evaluation!.accuracy).toBeGreaterThanOrEqual(0.9);
     });
   });
+  it("groups a moment's versions into one flush, sends nothing before it, and tells no one of a failed one", async () => {
+    const stub = runs.get(runs.idFromName("group"));
+    await runInDurableObject(stub, (_instance, state) => {
+      const moments: (() => void)[] = [];
+      const store = new DoSqliteStore(state.storage.sql, {
+        schedule: (flush) => moments.push(flush),
+        transaction: (fn) => state.storage.transactionSync(fn),
+        failed: (e) => {
+          throw e;
+        },
+      });
+      // Another reader of the same storage, which sees only what was written.
+      const disk = new DoSqliteStore(state.storage.sql);
+      const sim = new Simulation(store, { commits: store });
+      const run = sim.coordinator.createRun({
+        name: "grouped",
+        model: mlpSpec([16, 24, 4], { seed: 3 }),
+        dataset: "blobs",
+        batchSize: 32,
+        strategy: { kind: "asynchronous", maxStaleness: 8, buffer: 1 },
+        stop: { versions: 40 },
+      });
+      expect(store.pending).toBe(true);
+      expect(disk.loadRun(run.id)).toBeUndefined();
+      expect(moments).toHaveLength(1);
+      moments.shift()!();
+      expect(disk.loadRun(run.id)!.record.version).toBe(0);
+
+      // Whatever reaches a worker leaves when the version it knows of is on disk.
+      let sends = 0;
+      const push = sim.queue.push.bind(sim.queue);
+      sim.queue.push = (...deliveries) => {
+        for (const d of deliveries)
+          if (d.to !== "coordinator") {
+            sends++;
+            expect(disk.loadRun(run.id)!.record.version).toBe(run.record.version);
+          }
+        return push(...deliveries);
+      };
+      for (let i = 0; i < 4; i++) sim.addWorker({ runId: run.id });
+      sim.runUntil(() => {
+        // A moment later: once nothing is in flight, the timer's flush runs.
+        if (sim.queue.length === 0) while (moments.length > 0) moments.shift()!();
+        return run.record.state === "finished";
+      });
+      expect(run.record.version).toBe(40);
+      expect(sends).toBeGreaterThan(80);
+      // Four workers' updates close several versions between two flushes.
+      expect(store.flushes).toBeLessThan(run.record.version);
+      expect(disk.loadRun(run.id)!.record.version).toBe(40);
+      expect(disk.metrics(run.id).filter((p) => p.testLoss === undefined)).toHaveLength(40);
+
+      // A flush that fails is rolled back, and whoever waited for it is never told.
+      const failures: unknown[] = [];
+      const failing = new DoSqliteStore(state.storage.sql, {
+        schedule: () => {},
+        transaction: (fn) =>
+          state.storage.transactionSync(() => {
+            fn();
+            throw new Error("the disk is full");
+          }),
+        failed: (e) => failures.push(e),
+      });
+      const loaded = disk.loadRun(run.id)!;
+      loaded.record.version = 41;
+      failing.commitVersion(loaded);
+      let told = false;
+      failing.whenDurable(() => {
+        told = true;
+      });
+      failing.flush();
+      expect(failures.map((e) => (e as Error).message)).toEqual(["the disk is full"]);
+      expect(told).toBe(false);
+      expect(failing.pending).toBe(false);
+      expect(disk.loadRun(run.id)!.record.version).toBe(40);
+    });
+  });
 });

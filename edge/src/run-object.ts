@@ -81,7 +81,13 @@ export class RunObject extends DurableObject<Env> {
 
   constructor(ctx: DurableObjectState, env: Env) {
     super(ctx, env);
-    this.store = new DoSqliteStore(ctx.storage.sql);
+    // Group commit (do-store.ts): a moment's versions are written once, the newest snapshot.
+    this.store = new DoSqliteStore(ctx.storage.sql, {
+      schedule: (flush) => setTimeout(flush, 0),
+      transaction: (fn) => ctx.storage.transactionSync(fn),
+      // What was rolled back was never announced (its sends wait for it): restart from storage.
+      failed: (e) => ctx.abort(`a write failed: ${e instanceof Error ? e.message : String(e)}`),
+    });
     ctx.blockConcurrencyWhile(async () => {
       // The core resumes its run synchronously: a brought dataset it trains on is read first.
       const datasets = {
@@ -100,6 +106,7 @@ export class RunObject extends DurableObject<Env> {
           runMemoryBytes: RUN_MEMORY_BYTES,
           admission: admissionFromEnv(env as unknown as Record<string, unknown>),
           iceServers: edgeIceServers(env as unknown as Record<string, unknown>),
+          commits: this.store,
         },
       );
       for (const ws of ctx.getWebSockets()) {
@@ -144,7 +151,10 @@ export class RunObject extends DurableObject<Env> {
       const found = await broughtDatasets(this.env.DATASETS, name ? [name] : []);
       for (const [n, source] of Object.entries(found)) this.coordinator.addDataset(n, source);
     }
-    return this.api.fetch(request);
+    const response = await this.api.fetch(request);
+    // An answer leaves after what its request wrote (the output gate then holds it until durable).
+    this.store.flush();
+    return response;
   }
 
   async webSocketMessage(ws: WebSocket, message: ArrayBuffer | string): Promise<void> {

@@ -71,10 +71,10 @@ export interface CoordinatorOptions {
   /** STUN/TURN servers for WebRTC between sessions (PANGEA_ICE_SERVERS); none by default. */
   iceServers?: IceServer[];
   /**
-   * Group commit (Node's SqliteStore): the Store makes the writes of many events durable
-   * together, a moment later; everything sent meanwhile waits until they are, so that nothing
-   * is announced before it is on disk. Absent: every write is durable when it returns (the
-   * edge's storage holds outgoing messages itself until its writes are).
+   * Group commit (Node's SqliteStore, the edge's DoSqliteStore in a run object): the Store makes
+   * the writes of many events durable together, a moment later; everything sent meanwhile waits
+   * until they are, so that nothing is announced before it is on disk. Absent: every write is
+   * durable when it returns (or, in a Durable Object, its output gate holds what is sent after).
    */
   commits?: CommitGate;
 }

@@ -1,6 +1,11 @@
 // @pangea/coordinator/core: the runtime-agnostic coordinator, for the adapters (Node, the edge).
 export { type AdmissionLimits, admissionFromEnv, DEFAULT_ADMISSION } from "./admission.ts";
-export { Coordinator, type CoordinatorOptions, HEARTBEAT_MS } from "./coordinator.ts";
+export {
+  type CommitGate,
+  Coordinator,
+  type CoordinatorOptions,
+  HEARTBEAT_MS,
+} from "./coordinator.ts";
 export {
   type DatasetRecord,
   type DatasetStorage,
