@@ -300,7 +300,8 @@ describe("an adversarial minority (2 of 10 workers) on MNIST", () => {
       batchSize: 64,
       strategy: { kind: "synchronous", targetUpdates: 10, stragglerMs: 5000 },
       aggregation: { kind, trim: 0.2 },
-      optimizer: { kind: "adamw", learningRate: 3e-3, decayVersions: 1000, minLearningRate: 0 },
+      // 1e-2 reaches 95% in about 150 versions (3e-3 took 390): the same proof in half the time.
+      optimizer: { kind: "adamw", learningRate: 1e-2, decayVersions: 1000, minLearningRate: 0 },
       evaluateEvery: 10,
       stop: { targetAccuracy: 0.95, epochs: 0, versions },
       // The bound and the strikes are off, so that the aggregator alone has to hold the line.
