@@ -67,6 +67,43 @@ describe("a holder asked for a frame before it has it", () => {
       b.close();
     }
   }, 30_000);
+
+  it("tells a peer at once that a version far ahead is missing, and lets one peer hold only 4 waiting places", async () => {
+    const names = ["a", "b", "c"];
+    const nets: WebRtcPeers[] = [];
+    const make = (me: string) =>
+      new WebRtcPeers(
+        ({ initiator }) => new SimplePeer({ initiator, wrtc }),
+        (to, payload) => nets[names.indexOf(to)]!.signal(me, payload),
+      );
+    nets.push(...names.map(make));
+    const [a, b, c] = nets as [WebRtcPeers, WebRtcPeers, WebRtcPeers];
+    try {
+      const frame = new Uint8Array(50_000).map((_, i) => i % 239);
+      a.offer(5, frame);
+      // Connected first (a served frame), so that what follows times only the answers.
+      expect(await b.fetch("a", 5, 10_000)).toEqual(frame);
+      expect(await c.fetch("a", 5, 10_000)).toEqual(frame);
+      // A hostile peer's requests for versions no coordinator has made would each hold a place
+      // for AWAIT_FRAME_MS: they are answered at once.
+      let started = Date.now();
+      for (const version of [8, 1_000, 2 ** 40])
+        await expect(b.fetch("a", version, 10_000)).rejects.toMatchObject({ failure: "missing" });
+      expect(Date.now() - started).toBeLessThan(AWAIT_FRAME_MS / 2);
+      // Five requests from b for the next version: the fifth is refused, and so all of b's are.
+      started = Date.now();
+      const many = Array.from({ length: 5 }, () => b.fetch("a", 6, 10_000));
+      for (const m of many) await expect(m).rejects.toMatchObject({ failure: "missing" });
+      expect(Date.now() - started).toBeLessThan(AWAIT_FRAME_MS / 2);
+      // c's request for it still waits for the frame and gets it.
+      const waiting = c.fetch("a", 6, 10_000);
+      await new Promise((r) => setTimeout(r, 300));
+      a.offer(6, frame);
+      expect(await waiting).toEqual(frame);
+    } finally {
+      for (const n of nets) n.close();
+    }
+  }, 30_000);
 });
 
 describe("parameter frames between peers over WebRTC", () => {

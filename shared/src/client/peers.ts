@@ -105,6 +105,13 @@ const MAX_FRAME_BYTES = 256 << 20;
 export const AWAIT_FRAME_MS = 1_500;
 /** Requests waiting for a frame, at most (the rest are answered "missing" at once). */
 const MAX_AWAITING = 32;
+/**
+ * Of those, from one peer: an honest receiver asks a holder for one version at a time, so a peer
+ * that asks for more only takes places that other receivers' requests need.
+ */
+const MAX_AWAITING_PER_PEER = 4;
+/** How far past the newest frame held a request may be and still wait (see expecting). */
+const AWAIT_AHEAD = 2;
 
 // Message kinds. Each body starts with the item it is about: [u8 space][f64 id][u32 start]
 // (a parameter frame: space 0, its version, start 0; a part of a declared update: space 1, its
@@ -377,7 +384,7 @@ export class WebRtcPeers implements PeerNetwork {
         const head = body.slice(0, HEAD);
         const bytes = this.held(item);
         if (bytes) void this.serve(connection, head, bytes);
-        else if (this.expecting(item)) this.await(connection, head, item.id);
+        else if (this.expecting(item, connection)) this.await(connection, head, item.id);
         else this.write(connection, MISSING, head);
         return;
       }
@@ -411,11 +418,20 @@ export class WebRtcPeers implements PeerNetwork {
     }
   }
 
-  /** Whether `item` is a frame newer than any held: one that may be on its way here. */
-  private expecting(item: Item): boolean {
+  /**
+   * Whether `item` is a frame that may be on its way here, and `connection` may wait for it: one
+   * of the AWAIT_AHEAD versions after the newest held (the coordinator names a holder as it sends
+   * it a version, and a slow tab may skip one), or any while none is held yet. A request further
+   * ahead cannot be answered soon and would only hold a place, so it is told "missing" at once.
+   */
+  private expecting(item: Item, connection: Connection): boolean {
     if (item.space !== FRAME || this.awaiting.size >= MAX_AWAITING) return false;
-    for (const v of this.frames.keys()) if (v >= item.id) return false;
-    return true;
+    let newest = -1;
+    for (const v of this.frames.keys()) newest = Math.max(newest, v);
+    if (newest >= 0 && (item.id <= newest || item.id > newest + AWAIT_AHEAD)) return false;
+    let fromPeer = 0;
+    for (const a of this.awaiting) if (a.connection === connection) fromPeer++;
+    return fromPeer < MAX_AWAITING_PER_PEER;
   }
 
   private await(connection: Connection, head: Uint8Array, version: number): void {
