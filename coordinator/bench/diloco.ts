@@ -51,7 +51,8 @@ function run(label: string, config: RunConfigInput, innerSteps: number) {
 }
 
 // DILOCO_SYNC=0 leaves the synchronous run out (to run configurations side by side, one per
-// core); DILOCO_H picks the inner-step counts; DILOCO_INNER_LR the workers' AdamW rate.
+// core); DILOCO_H picks the inner-step counts; DILOCO_INNER_LR the workers' AdamW rate;
+// DILOCO_OUTER_LR and DILOCO_OUTER_MOMENTUM the coordinator's Nesterov step (DiLoCo's 0.7, 0.9).
 const sync =
   process.env.DILOCO_SYNC === "0"
     ? undefined
@@ -66,6 +67,8 @@ const sync =
 const rows = sync ? [sync] : [];
 const HS = (process.env.DILOCO_H ?? "8,32,128").split(",").filter(Boolean).map(Number);
 const innerRate = Number(process.env.DILOCO_INNER_LR ?? 3e-3);
+const outerRate = Number(process.env.DILOCO_OUTER_LR ?? 0.7);
+const outerMomentum = Number(process.env.DILOCO_OUTER_MOMENTUM ?? 0.9);
 for (const H of HS) {
   rows.push(
     run(
@@ -74,7 +77,12 @@ for (const H of HS) {
         strategy: { kind: "localSgd", innerSteps: H, targetUpdates: WORKERS, stragglerMs: 60_000 },
         local: { kind: "adamw", learningRate: innerRate },
         // DiLoCo's outer optimizer: SGD with Nesterov momentum, learning rate 0.7, momentum 0.9.
-        optimizer: { kind: "sgd", learningRate: 0.7, momentum: 0.9, nesterov: true },
+        optimizer: {
+          kind: "sgd",
+          learningRate: outerRate,
+          momentum: outerMomentum,
+          nesterov: true,
+        },
       },
       H,
     ),
@@ -82,7 +90,7 @@ for (const H of HS) {
 }
 
 console.log(
-  `\nDiLoCo against synchronous data parallel: ${WORKERS} workers, ${model.name} (${T}-character windows, batch ${B}, inner AdamW ${innerRate}), ${(rows[0]?.tokens ?? 0).toLocaleString("en-US")} training tokens each\n`,
+  `\nDiLoCo against synchronous data parallel: ${WORKERS} workers, ${model.name} (${T}-character windows, batch ${B}, inner AdamW ${innerRate}, outer Nesterov ${outerRate} / ${outerMomentum}), ${(rows[0]?.tokens ?? 0).toLocaleString("en-US")} training tokens each\n`,
 );
 console.log(
   "| strategy | versions | validation loss (nats) | vs sync | bytes/token | fewer bytes | s |",
