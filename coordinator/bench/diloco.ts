@@ -76,7 +76,7 @@ for (const H of HS) {
       {
         strategy: { kind: "localSgd", innerSteps: H, targetUpdates: WORKERS, stragglerMs: 60_000 },
         local: { kind: "adamw", learningRate: innerRate },
-        // DiLoCo's outer optimizer: SGD with Nesterov momentum, learning rate 0.7, momentum 0.9.
+        // DiLoCo's outer optimizer: SGD with Nesterov momentum (by default DiLoCo's 0.7 and 0.9).
         optimizer: {
           kind: "sgd",
           learningRate: outerRate,
