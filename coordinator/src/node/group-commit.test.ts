@@ -1,9 +1,10 @@
 // Group commit on the SQLite Store: the writes of one turn of the event loop are one transaction,
-// the run's row written once from its newest snapshot; whoever waits is told after the fsync
-// that follows the COMMIT (off the event loop); a commit that fails leaves the disk at the last
-// one and says so; the WAL is checkpointed into the database file on a thread of its own. The
-// real server (node/server.ts) runs in this mode; its SIGKILL test (crash.test.ts) shows that
-// nothing it announced is lost.
+// the run's row written once from its newest snapshot, written and fsynced by the writer thread
+// (off the event loop); whoever waits is told once it is committed; what arrives while the
+// writer is busy goes in the next transaction; a shutdown waits for both; a commit that fails
+// leaves the disk at the last one and says so; the writer checkpoints the WAL into the database
+// file. The real server (node/server.ts) runs in this mode; its SIGKILL test (crash.test.ts)
+// shows that nothing it announced is lost.
 import { mkdtempSync, rmSync, statSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -62,7 +63,7 @@ it("commits a turn's versions in one transaction, the row as of the last, then t
   expect(other.loadRun(run.id)!.record.version).toBe(0);
   await turn();
   expect(store.commits - before).toBe(1);
-  // Committed, and told only once the fsync that follows has returned.
+  // Handed to the writer, and told only once it has committed.
   if (store.synced < store.commits) expect(told).toEqual([]);
   await durable(store);
   expect(store.synced).toBe(store.commits);
@@ -101,7 +102,7 @@ it("rolls a failed commit back whole, tells no one, and reports it", async () =>
   store.close();
 });
 
-it("tells each turn's waiters after an fsync that started after their commit, in order", async () => {
+it("tells each turn's waiters only once their own transaction is committed, in order", async () => {
   const { store, run } = storeWithRun({ groupCommit: true });
   await durable(store);
   const told: number[] = [];
@@ -118,13 +119,13 @@ it("tells each turn's waiters after an fsync that started after their commit, in
   }
   await durable(store);
   expect(told).toEqual([1, 2, 3, 4]);
-  // Never told before the fsync covering its own commit.
+  // Never told before the writer committed its own transaction.
   expect(synced.every((d) => d >= 0)).toBe(true);
   expect(store.pending).toBe(false);
   store.close();
 });
 
-it("checkpoints the WAL into the database file on its own thread", async () => {
+it("checkpoints the WAL into the database file on the writer's thread", async () => {
   const { dir, store, run } = storeWithRun({ groupCommit: true });
   await durable(store);
   const file = join(dir, "pangea.sqlite");
@@ -142,7 +143,7 @@ it("checkpoints the WAL into the database file on its own thread", async () => {
   const grown = () => statSync(file).size - before > 4 << 20;
   for (let i = 0; i < 200 && !(store.checkpoints > counted && grown()); i++) {
     await new Promise((r) => setTimeout(r, 50));
-    // A checkpoint is asked for after an fsync, at most once a second.
+    // The writer checkpoints after a commit, at most once a second.
     if (i % 25 === 24) {
       store.updateRun(run.record);
       await durable(store);
@@ -154,6 +155,37 @@ it("checkpoints the WAL into the database file on its own thread", async () => {
   const reopened = new SqliteStore(dir);
   expect(reopened.loadRun(run.id)!.parameters.length).toBe(1 << 20);
   reopened.close();
+});
+
+it("gathers what arrives while the writer is busy into the next transaction; a shutdown waits for both", async () => {
+  const { dir, store, run } = storeWithRun({ groupCommit: true });
+  await durable(store);
+  const told: number[] = [];
+  run.record.version = 1;
+  store.commitVersion(snapshot(run));
+  store.whenDurable(() => told.push(1));
+  store.flush();
+  const first = store.commits;
+  // With the writer now: these wait for the next transaction, however many turns they span.
+  for (let v = 2; v <= 4; v++) {
+    run.record.version = v;
+    run.parameters[0] = v;
+    store.commitVersion(snapshot(run));
+    store.whenDurable(() => told.push(v));
+    store.flush();
+  }
+  expect(store.commits).toBe(first);
+  // Blocking, as at shutdown: both transactions committed and told before it returns.
+  store.syncNow();
+  expect(store.commits).toBe(first + 1);
+  expect(store.synced).toBe(store.commits);
+  expect(told).toEqual([1, 2, 3, 4]);
+  expect(store.pending).toBe(false);
+  const other = new SqliteStore(dir);
+  const loaded = other.loadRun(run.id)!;
+  expect([loaded.record.version, loaded.parameters[0]]).toEqual([4, 4]);
+  other.close();
+  store.close();
 });
 
 it("makes each write its own durable transaction without group commit", () => {
