@@ -102,6 +102,50 @@ it("rolls a failed commit back whole, tells no one, and reports it", async () =>
   store.close();
 });
 
+it("rolls back whole a transaction the writer fails, tells no one, reports it, and writes nothing after", async () => {
+  const failures: unknown[] = [];
+  const { dir, store, run } = storeWithRun({
+    groupCommit: true,
+    onCommitFailure: (e) => failures.push(e),
+  });
+  await durable(store);
+  let told = false;
+  run.record.version = 1;
+  store.commitVersion(snapshot(run), {
+    runId: run.id,
+    version: 1,
+    epoch: 0,
+    at: 1,
+    trainLoss: 1,
+    samplesPerSecond: 1,
+    workers: 1,
+  });
+  // The same run created twice: SQLite refuses it in the writer, as it would a full disk.
+  store.createRun(snapshot(run));
+  store.whenDurable(() => {
+    told = true;
+  });
+  for (let i = 0; i < 100 && failures.length === 0; i++)
+    await new Promise((r) => setTimeout(r, 20));
+  expect(String(failures[0])).toMatch(/UNIQUE/);
+  expect(told).toBe(false);
+  // Whatever follows may build on what failed: it is not written, and no one is told.
+  run.record.version = 2;
+  store.commitVersion(snapshot(run));
+  store.whenDurable(() => {
+    told = true;
+  });
+  await turn();
+  await new Promise((r) => setTimeout(r, 100));
+  expect(told).toBe(false);
+  expect(failures).toHaveLength(1);
+  const other = new SqliteStore(dir);
+  expect(other.loadRun(run.id)!.record.version).toBe(0);
+  expect(other.metrics(run.id)).toEqual([]);
+  other.close();
+  store.close();
+});
+
 it("tells each turn's waiters only once their own transaction is committed, in order", async () => {
   const { store, run } = storeWithRun({ groupCommit: true });
   await durable(store);

@@ -46,8 +46,6 @@ const floats = (b: Buffer): Float32Array => {
   return out;
 };
 const blob = (a: Float32Array) => Buffer.from(a.buffer, a.byteOffset, a.byteLength);
-/** A copy of the array's bytes that owns its buffer (to hand to the writer, which keeps it). */
-const copied = (a: Float32Array) => new Uint8Array(a.buffer, a.byteOffset, a.byteLength).slice();
 
 /** A snapshot as the runs table's columns after the id, in their order. */
 const columns = (s: RunSnapshot, bytes: (a: Float32Array) => Uint8Array = blob) =>
@@ -75,8 +73,13 @@ type WriteName = keyof typeof WRITES;
 /** One write: a statement of WRITES and its values. */
 type Write = [WriteName, ...Array<string | number | Uint8Array>];
 
-/** What the writer answers for transaction `n`: committed, or failed and rolled back. */
-type WriterReply = { n: number; error?: string } | { checkpointed: number };
+/**
+ * What the writer answers for transaction `n`: committed (with the blobs' buffers, given back
+ * for the next copies), or failed and rolled back.
+ */
+type WriterReply =
+  | { n: number; error?: string; buffers?: ArrayBuffer[] }
+  | { checkpointed: number };
 
 /**
  * The writer thread. It runs each transaction it is sent (BEGIN, the writes, COMMIT, which
@@ -117,7 +120,10 @@ port.on("message", ({ n, list }) => {
     error = String((e && e.message) || e);
   }
   // The answer first: whoever sees the count can then read it from the port.
-  port.postMessage(error === undefined ? { n } : { n, error });
+  if (error === undefined) {
+    const buffers = list.flatMap((w) => w.filter((v) => v instanceof Uint8Array).map((b) => b.buffer));
+    port.postMessage({ n, buffers }, buffers);
+  } else port.postMessage({ n, error });
   Atomics.store(done, 0, n);
   Atomics.notify(done, 0);
   if (error !== undefined || Date.now() - lastCheckpoint < 1000) return;
@@ -167,6 +173,8 @@ export class SqliteStore implements Store, CommitGate {
   checkpoints = 0;
   private failed = false;
   private readonly file: string;
+  /** Buffers the writer gave back, by size: the next copies of a run's arrays go into them. */
+  private readonly spareBuffers = new Map<number, ArrayBuffer[]>();
 
   constructor(
     dataDir: string,
@@ -276,7 +284,7 @@ export class SqliteStore implements Store, CommitGate {
     try {
       list = this.gathered;
       for (const s of this.staged.values())
-        list.push(["replace", ...columns(s, copied), s.record.id]);
+        list.push(["replace", ...columns(s, (a) => this.copied(a)), s.record.id]);
     } catch (e) {
       // Nothing of it reached the writer: as a rolled-back COMMIT.
       this.gathered = [];
@@ -299,6 +307,14 @@ export class SqliteStore implements Store, CommitGate {
       { n, list },
       transfer.map((b) => b.buffer as ArrayBuffer),
     );
+  }
+
+  /** A copy of the array's bytes in a buffer of its own (handed to the writer, which keeps it). */
+  private copied(a: Float32Array): Uint8Array {
+    const spare = this.spareBuffers.get(a.byteLength)?.pop();
+    const out = new Uint8Array(spare ?? new ArrayBuffer(a.byteLength));
+    out.set(new Uint8Array(a.buffer, a.byteOffset, a.byteLength));
+    return out;
   }
 
   private startWriter(): NonNullable<SqliteStore["writer"]> {
@@ -337,6 +353,12 @@ export class SqliteStore implements Store, CommitGate {
     this.writing = undefined;
     this.writer?.port.unref();
     if (m.error !== undefined) return this.writerFailed(new Error(m.error));
+    // A few of each size: a version's parameters and moments are three arrays of one size.
+    for (const b of m.buffers ?? []) {
+      const spare = this.spareBuffers.get(b.byteLength) ?? [];
+      if (spare.length < 6) spare.push(b);
+      this.spareBuffers.set(b.byteLength, spare);
+    }
     this.durable(m.n);
     this.flush();
   }
@@ -410,7 +432,9 @@ export class SqliteStore implements Store, CommitGate {
 
   createRun(s: RunSnapshot): void {
     // Copied now: the run may step before the transaction goes.
-    this.write([["insert", ...columns(s, this.writes ? blob : copied), s.record.id]]);
+    this.write([
+      ["insert", ...columns(s, this.writes ? blob : (a) => this.copied(a)), s.record.id],
+    ]);
   }
 
   commitVersion(s: RunSnapshot, metric?: MetricPoint): void {
