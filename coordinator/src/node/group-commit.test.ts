@@ -9,7 +9,7 @@ import { mkdtempSync, rmSync, statSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, expect, it } from "vitest";
-import type { RunSnapshot } from "../core/ports.ts";
+import type { MetricPoint, RunSnapshot } from "../core/ports.ts";
 import { Simulation } from "../testing/simulation.ts";
 import { SqliteStore } from "./sqlite-store.ts";
 
@@ -29,6 +29,17 @@ function storeWithRun(options: ConstructorParameters<typeof SqliteStore>[1]) {
   return { dir, store, run };
 }
 
+/** A metric point of `version`, as a commit adds one. */
+const point = (run: ReturnType<typeof storeWithRun>["run"], version: number): MetricPoint => ({
+  runId: run.id,
+  version,
+  epoch: 0,
+  at: version,
+  trainLoss: 1,
+  samplesPerSecond: 1,
+  workers: 1,
+});
+
 const snapshot = (run: ReturnType<typeof storeWithRun>["run"]): RunSnapshot => ({
   record: run.record,
   parameters: run.parameters,
@@ -45,15 +56,7 @@ it("commits a turn's versions in one transaction, the row as of the last, then t
   for (let v = 1; v <= 5; v++) {
     run.record.version = v;
     run.parameters[0] = v;
-    store.commitVersion(snapshot(run), {
-      runId: run.id,
-      version: v,
-      epoch: 0,
-      at: v,
-      trainLoss: 1,
-      samplesPerSecond: 1,
-      workers: 1,
-    });
+    store.commitVersion(snapshot(run), point(run, v));
     store.whenDurable(() => told.push(`v${v}`));
   }
   expect(store.pending).toBe(true);
@@ -86,7 +89,7 @@ it("rolls a failed commit back whole, tells no one, and reports it", async () =>
   run.record.version = 1;
   store.commitVersion(
     { ...snapshot(run), parameters: undefined as unknown as Float32Array },
-    { runId: run.id, version: 1, epoch: 0, at: 1, trainLoss: 1, samplesPerSecond: 1, workers: 1 },
+    point(run, 1),
   );
   store.whenDurable(() => {
     told = true;
@@ -111,15 +114,7 @@ it("rolls back whole a transaction the writer fails, tells no one, reports it, a
   await durable(store);
   let told = false;
   run.record.version = 1;
-  store.commitVersion(snapshot(run), {
-    runId: run.id,
-    version: 1,
-    epoch: 0,
-    at: 1,
-    trainLoss: 1,
-    samplesPerSecond: 1,
-    workers: 1,
-  });
+  store.commitVersion(snapshot(run), point(run, 1));
   // The same run created twice: SQLite refuses it in the writer, as it would a full disk.
   store.createRun(snapshot(run));
   store.whenDurable(() => {

@@ -286,10 +286,12 @@ export class SqliteStore implements Store, CommitGate {
       for (const s of this.staged.values())
         list.push(["replace", ...columns(s, (a) => this.copied(a)), s.record.id]);
     } catch (e) {
-      // Nothing of it reached the writer: as a rolled-back COMMIT.
+      // Nothing of it reached the writer: as a rolled-back COMMIT. The transaction before it
+      // is still told once committed; nothing after it is written (it may build on this one).
       this.gathered = [];
       this.staged.clear();
       this.open = false;
+      this.failed = true;
       this.waiting = this.waiting.filter((w) => w.after <= this.commits);
       this.report(e);
       return;
