@@ -354,7 +354,10 @@ export class SqliteStore implements Store, CommitGate {
     if (m.n !== this.writing) return; // already taken by syncNow
     this.writing = undefined;
     this.writer?.port.unref();
-    if (m.error !== undefined) return this.writerFailed(new Error(m.error));
+    if (m.error !== undefined) {
+      this.writerFailed(new Error(m.error));
+      return;
+    }
     // A few of each size: a version's parameters and moments are three arrays of one size.
     for (const b of m.buffers ?? []) {
       const spare = this.spareBuffers.get(b.byteLength) ?? [];
@@ -410,8 +413,10 @@ export class SqliteStore implements Store, CommitGate {
       let timeouts = 0;
       for (let d = Atomics.load(done, 0); d < n && timeouts < 60; d = Atomics.load(done, 0))
         if (Atomics.wait(done, 0, d, 1000) === "timed-out") timeouts++;
-      if (Atomics.load(done, 0) < n)
-        return this.writerFailed(new Error("the SQLite writer did not finish within a minute"));
+      if (Atomics.load(done, 0) < n) {
+        this.writerFailed(new Error("the SQLite writer did not finish within a minute"));
+        return;
+      }
       // Its answer, read here rather than on a later turn (a checkpoint's may come first).
       while (this.writing === n) {
         const m = receiveMessageOnPort(port);
