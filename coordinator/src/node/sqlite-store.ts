@@ -358,7 +358,9 @@ export class SqliteStore implements Store, CommitGate {
       this.writerFailed(new Error(m.error));
       return;
     }
-    // A few of each size: a version's parameters and moments are three arrays of one size.
+    // Only this transaction's: the next copies are of the same arrays, and a finished run's
+    // sizes are not kept for ever. A few of each size: parameters and moments are three of one.
+    this.spareBuffers.clear();
     for (const b of m.buffers ?? []) {
       const spare = this.spareBuffers.get(b.byteLength) ?? [];
       if (spare.length < 6) spare.push(b);
