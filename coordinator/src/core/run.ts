@@ -15,7 +15,7 @@ import {
   parameterLayout,
   type Tensor,
 } from "@pangea/shared";
-import { aggregate, updateNorm, type WeightedUpdate } from "@pangea/shared";
+import { updateNorm, type WeightedUpdate } from "@pangea/shared";
 import { displayName, earn, forfeit, leaderboard, unearn, verify } from "./credit.ts";
 import { type RunData, sampleOffset } from "./datasets.ts";
 import { evaluationParts, type EvaluationJob, type EvaluationResult } from "./evaluation.ts";
@@ -35,12 +35,8 @@ export type { SessionStats };
 
 import type { RunConfig } from "./run-config.ts";
 import { batchSamples, type Lease, Scheduler } from "./scheduler.ts";
-import {
-  applyUpdate,
-  initialOptimizerState,
-  type OptimizerState,
-  type StepTarget,
-} from "./server-optimizer.ts";
+import { ParameterSlice } from "./parameter-slice.ts";
+import { initialOptimizerState, type OptimizerState } from "./server-optimizer.ts";
 import {
   checkClaim,
   checkUpdate,
@@ -126,8 +122,6 @@ export interface WorkersPage {
 
 export class Run {
   readonly layout: ParameterLayout;
-  /** Which parameters weight decay applies to (matrices only, as in the tab's AdamW). */
-  private readonly decay: Uint32Array;
   readonly scheduler: Scheduler;
   readonly sessions = new Map<string, SessionStats>();
   /** Who may serve this run's parameter frames to whom (Run config `peers`). */
@@ -157,15 +151,8 @@ export class Run {
   private lastCommitAt: number;
   /** Sessions whose counts changed since the last commit: written with the next one. */
   private readonly touched = new Set<string>();
-  /**
-   * The current version's parameters and optimizer state. Each step writes the next ones into
-   * `spare` and swaps: hold these arrays only within one event (the next version reuses them).
-   */
-  parameters: Float32Array;
-  optimizer: OptimizerState;
-  private spare: StepTarget | undefined;
-  /** The aggregate as one flat array, reused version after version. */
-  private updateScratch: Float32Array | undefined;
+  /** The whole parameter vector and its optimizer state, stepped as one slice. */
+  private readonly slice: ParameterSlice;
   /** Acknowledgements of copies, whose credit is durable only with the next commit. */
   private heldAcks: Outgoing[] = [];
 
@@ -178,10 +165,8 @@ export class Run {
     now: number,
     readonly data: RunData,
   ) {
-    this.parameters = parameters;
-    this.optimizer = optimizer;
     this.layout = parameterLayout(record.config.model);
-    this.decay = decayMask(this.layout);
+    this.slice = new ParameterSlice(parameters, optimizer, decayMask(this.layout));
     const group = record.config.reduceGroup ?? 0;
     if (group >= 2)
       this.reduce = new ReduceGroups(
@@ -250,6 +235,18 @@ export class Run {
 
   get active(): boolean {
     return this.record.state === "running";
+  }
+
+  /**
+   * The current version's parameters and optimizer state: hold these arrays only within one
+   * event (the next version's step reuses them).
+   */
+  get parameters(): Float32Array {
+    return this.slice.params;
+  }
+
+  get optimizer(): OptimizerState {
+    return this.slice.optimizer;
   }
 
   /** The parameters as wire tensors (views, not copies). */
@@ -1168,25 +1165,14 @@ export class Run {
     this.round = [];
     const c = this.config;
     // Buckets are shuffled afresh each version (seeded by the run, so every replay agrees).
-    const agg = aggregate(votes(round), {
+    const aggregation = {
       ...c.aggregation,
       seed: (c.seed ^ Math.imul(this.record.version + 1, 0x9e3779b1)) >>> 0,
-    });
-    this.updateScratch ??= new Float32Array(this.parameters.length);
-    const update = this.updateScratch;
-    for (const [i, slot] of this.layout.slots.entries()) update.set(agg[i]!, slot.offset);
-    // The step writes into spare arrays, swapped in only when it is finite: a bad step is thrown
-    // away without copying the parameters and moments aside every version.
-    const before = this.parameters;
-    this.spare ??= {
-      params: new Float32Array(before.length),
-      m: new Float32Array(this.optimizer.m.length),
-      v: new Float32Array(this.optimizer.v.length),
     };
-    const spare = this.spare;
-    const step = this.optimizer.step;
-    const state = { step, m: this.optimizer.m, v: this.optimizer.v };
-    if (!applyUpdate(c.optimizer, before, state, update, this.decay, spare)) {
+    // A bad step changes nothing (ParameterSlice); after a good one, `before` is the last
+    // version's parameters until the next step overwrites them.
+    const before = this.parameters;
+    if (!this.slice.step(votes(round), aggregation, c.optimizer)) {
       // Cannot happen with checked updates and a sane learning rate; if it does, the step is
       // undone and its batches are free again, rather than a NaN reaching the parameters.
       this.scheduler.unpend(round.flatMap((e) => parts(e).map((m) => m.lease)));
@@ -1197,9 +1183,6 @@ export class Run {
         }),
       }));
     }
-    this.spare = { params: before, m: this.optimizer.m, v: this.optimizer.v };
-    this.parameters = spare.params;
-    this.optimizer = { step: state.step, m: spare.m, v: spare.v };
     const r = this.record;
     r.version++;
     r.updatedAt = now;

@@ -47,6 +47,15 @@ const snapshot = (run: ReturnType<typeof storeWithRun>["run"]): RunSnapshot => (
   progress: { epoch: 0, done: [] },
 });
 
+/** A store that counts its commit failures, its run's version 1 ready to commit. */
+async function failingStore() {
+  const failures: unknown[] = [];
+  const made = storeWithRun({ groupCommit: true, onCommitFailure: (e) => failures.push(e) });
+  await durable(made.store);
+  made.run.record.version = 1;
+  return { ...made, failures };
+}
+
 it("commits a turn's versions in one transaction, the row as of the last, then tells the waiting", async () => {
   const { dir, store, run } = storeWithRun({ groupCommit: true });
   await durable(store);
@@ -79,14 +88,8 @@ it("commits a turn's versions in one transaction, the row as of the last, then t
 });
 
 it("rolls a failed commit back whole, tells no one, and reports it", async () => {
-  const failures: unknown[] = [];
-  const { dir, store, run } = storeWithRun({
-    groupCommit: true,
-    onCommitFailure: (e) => failures.push(e),
-  });
-  await durable(store);
+  const { dir, store, run, failures } = await failingStore();
   let told = false;
-  run.record.version = 1;
   store.commitVersion(
     { ...snapshot(run), parameters: undefined as unknown as Float32Array },
     point(run, 1),
@@ -106,14 +109,8 @@ it("rolls a failed commit back whole, tells no one, and reports it", async () =>
 });
 
 it("rolls back whole a transaction the writer fails, tells no one, reports it, and writes nothing after", async () => {
-  const failures: unknown[] = [];
-  const { dir, store, run } = storeWithRun({
-    groupCommit: true,
-    onCommitFailure: (e) => failures.push(e),
-  });
-  await durable(store);
+  const { dir, store, run, failures } = await failingStore();
   let told = false;
-  run.record.version = 1;
   store.commitVersion(snapshot(run), point(run, 1));
   // The same run created twice: SQLite refuses it in the writer, as it would a full disk.
   store.createRun(snapshot(run));
@@ -169,9 +166,8 @@ it("checkpoints the WAL into the database file on the writer's thread", async ()
   await durable(store);
   const file = join(dir, "pangea.sqlite");
   const before = statSync(file).size;
-  run.parameters = new Float32Array(1 << 20).fill(1);
   run.record.version = 1;
-  store.commitVersion(snapshot(run));
+  store.commitVersion({ ...snapshot(run), parameters: new Float32Array(1 << 20).fill(1) });
   await turn();
   await durable(store);
   // Only a checkpoint writes the database file itself. The first may have begun before this
